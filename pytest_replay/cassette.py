@@ -624,7 +624,10 @@ class Cassette:
         """
         path = self.path
         try:
-            stream = path.open("r+b")
+            # Unbuffered: after a failed write (a full disk) nothing may be left in
+            # a buffer, or the truncate below would flush it, fail again and leave
+            # half a batch behind.
+            stream = path.open("r+b", buffering=0)
         except OSError as exc:
             raise CassetteError(
                 path,
@@ -782,6 +785,18 @@ def _read_header(path: Path, stream: IO[bytes]) -> tuple[dict[str, Any], int, by
                 offset=0,
                 hint="upgrade pytest-replay-trace (pip install -U pytest-replay-trace)",
             )
+        if type(version) is int and version < FORMAT_VERSION:
+            # Version 1 is the first format, so a lower version was never written by a
+            # release; name both versions anyway, the way a future reader would.
+            raise CassetteError(
+                path,
+                f"format version {version} is older than this pytest-replay reads "
+                f"(format version {FORMAT_VERSION}, pytest-replay-trace {__version__}; "
+                f"written by plugin {header.get('plugin')!r})",
+                where="header",
+                offset=0,
+                hint="re-record it: delete it and run `pytest --replay-record`",
+            )
     if not digest_ok:
         raise CassetteError(
             path,
@@ -900,12 +915,20 @@ def _write_frames(
         buffer += mark
         buffer += prev
         if len(buffer) >= _WRITE_CHUNK:
-            stream.write(buffer)
+            _write_all(stream, buffer)
             end += len(buffer)
             buffer.clear()
-    stream.write(buffer)
+    _write_all(stream, buffer)
     end += len(buffer)
     return end, prev
+
+
+def _write_all(stream: IO[bytes], data: bytearray) -> None:
+    # An unbuffered file may write less than asked (a disk filling up); the
+    # next call then raises the error.
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view) :]
 
 
 def _atomic_write(
