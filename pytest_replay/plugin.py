@@ -626,6 +626,9 @@ class _ReplayPlugin:
         # user named; other *.cassette files a directory walk meets (test data
         # of some other tool) are left alone.
         self.roots = [self.replay_dir]
+        # Real paths of the cassettes collected so far: a replay dir reached both
+        # through a symlink and at its resolved path is collected once.
+        self.collected: set[Path] = set()
         if config.args_source == pytest.Config.ArgsSource.ARGS:
             invocation = config.invocation_params.dir
             self.roots += [Path(invocation, a.split("::", 1)[0]).resolve() for a in config.args]
@@ -657,7 +660,10 @@ class _ReplayPlugin:
         if not self.enabled or file_path.suffix != ".cassette":
             return None
         resolved = file_path.resolve()
+        if resolved in self.collected:
+            return None
         if any(root == resolved or root in resolved.parents for root in self.roots):
+            self.collected.add(resolved)
             return CassetteFile.from_parent(parent, path=file_path)
         return None
 

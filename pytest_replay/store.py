@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 LOCK_NAME = ".pytest-replay.lock"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 SHARD_FORMAT = "pytest-replay-shard"
 SHARD_VERSION = 1
 #: Unreplayable records and warnings listed one by one in the report; the rest are counted.
@@ -241,7 +242,8 @@ def read_shard(path: str | os.PathLike[str]) -> RecordBuffer:
             buffer.commit(batch)
     except OSError as exc:
         raise ShardError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except (msgpack.UnpackException, ValueError, KeyError) as exc:
+    except (msgpack.UnpackException, ValueError, KeyError, TypeError) as exc:
+        # TypeError: a field of the wrong type, or an unhashable map key
         raise ShardError(f"{path}: damaged shard ({exc})") from None
     return buffer
 
@@ -313,7 +315,9 @@ class DirectoryLock:
             self._acquire_exclusive(deadline)
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a lock "file" planted as a symlink must not make us
+            # truncate and stamp whatever it points to.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -331,8 +335,16 @@ class DirectoryLock:
             if not same:
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, self._stamp())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, self._stamp())
+            except OSError:
+                # A full disk: give the lock back, or this process would hold it
+                # (through a leaked fd) until it exits.
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                os.close(fd)
+                raise
             self._fd = fd
             return
 
@@ -556,6 +568,11 @@ def merge(
             except CassetteError as exc:
                 report.errors.append(f"{exc} (its new records were not written)")
                 continue
+            except ValueError as exc:
+                # Refused by the cassette format (a key over 4096 characters, a record
+                # over the 64 MiB payload limit): this key only, never the whole run.
+                report.errors.append(f"{path}: {exc} (its new records were not written)")
+                continue
             except OSError as exc:
                 report.errors.append(_io_error(directory, exc))
                 break  # a full or read-only disk fails every next write too
@@ -586,6 +603,14 @@ def _merge_key(
 
     cassette = None
     old: list[tuple[str, bytes]] = []
+    if path.is_symlink():
+        # Appending would write through the link, possibly outside the replay dir.
+        raise CassetteError(
+            path,
+            "is a symbolic link; recording only writes regular files inside the replay "
+            "directory",
+            hint="replace the link by the cassette file itself",
+        )
     if path.exists():
         cassette = cassette_cls.open(path)
         if cassette.key != key:
