@@ -615,6 +615,12 @@ class _ReplayPlugin:
             self.rules = parse_compare_rules(config.getini("replay_compare"))
         except ValueError as exc:
             raise pytest.UsageError(f"ini {exc}") from None
+        self.lock_timeout = 60.0
+        if self.enabled:
+            try:
+                self.lock_timeout = float(get_option(config, "replay_lock_timeout"))
+            except ValueError as exc:
+                raise pytest.UsageError(f"replay_lock_timeout: {exc}") from None
         self.is_worker = hasattr(config, "workerinput")
         self.replay_dir = resolve_replay_dir(config)
         self.summary = ReplaySummary()
@@ -720,9 +726,10 @@ class _ReplayPlugin:
             return
         from .replayer import apply_changes
 
+        lock_timeout = self.lock_timeout
         notes = self.summary.notes
         for path, updates in sorted(self.updates.items()):
-            report = apply_changes(Path(path), updates)
+            report = apply_changes(Path(path), updates, lock_timeout=lock_timeout)
             if report.error:
                 notes.append(f"not updated: {report.error}")
             elif report.changed:
@@ -745,7 +752,7 @@ class _ReplayPlugin:
             notes.append("nothing to prune: every record's target exists")
             return
         for path, stale in sorted(self.stale.items()):
-            report = apply_changes(Path(path), {}, stale)
+            report = apply_changes(Path(path), {}, stale, lock_timeout=lock_timeout)
             if report.error:
                 notes.append(f"not pruned: {report.error}")
             elif report.changed:
@@ -1000,8 +1007,10 @@ class ReplayItem(pytest.Item):
                 pytest.skip(f"stale record, to be pruned: {exc.reason}")
         self._record("unreplayable", reason=exc.reason)
         if plugin.strict:
+            from .replayer import short_name
+
             raise ReplayFailed(
-                f"unreplayable record: {self.case.key} [{self.case.id}]\n"
+                f"unreplayable record: {short_name(self.case.key)} [{self.case.id}]\n"
                 f"  cassette: {self.cassette_label}\n"
                 f"  reason:   {exc.reason}\n"
                 f"  fix:      {exc.fix}\n"
@@ -1015,7 +1024,9 @@ class ReplayItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"replay {self.case.key} [{self.case.id}]"
+        from .replayer import short_name
+
+        return self.path, None, f"replay {short_name(self.case.key)} [{self.case.id}]"
 
 
 # --- reports ---

@@ -6,8 +6,9 @@ summary) lives in ``plugin.py`` and is a thin layer over this module.
 Replaying one record:
 
 1. :func:`prepare` resolves the target (its recorded import path, else the
-   traced function registered under the same key), decodes and re-binds the
-   recorded inputs. Whatever makes a record impossible to run raises
+   traced function registered under the same key; only ever a function
+   traced under the record's key, see :func:`_resolve`), decodes and re-binds
+   the recorded inputs. Whatever makes a record impossible to run raises
    :class:`Unreplayable` with the reason and the fix.
 2. :func:`execute` calls it with this module's interceptor active: boundary
    calls are answered from the record's children (:class:`BoundaryAnswers`),
@@ -261,18 +262,24 @@ def iter_cassette(path: Path) -> Iterator[Case | CassetteProblem]:
         yield CassetteProblem(path, str(exc), exc.index if exc.index is not None else index + 1)
 
 
+_ITEM_NAME_LIMIT = 64
+
+
 def item_names(cases: Sequence[Case]) -> list[str]:
     """Stable item names: ``<function>[<first 8 hex of the record id>]``.
 
     The name depends only on the record's key and content id, so adding,
     reordering or re-recording other calls never renames an item. The full id
     is used for the (rare) records whose short ids collide in one cassette.
+    The function part is cut at 64 characters.
     """
     short_count = Counter(case.id[:8] for case in cases)
     seen: Counter[str] = Counter()
     names: list[str] = []
     for case in cases:
-        function = case.key.rsplit(".", 1)[-1] or case.key
+        # A generated key can be thousands of characters: the record id keeps
+        # the name unique, the function part is only there to be read.
+        function = (case.key.rsplit(".", 1)[-1] or case.key)[:_ITEM_NAME_LIMIT]
         rid = case.id[:8] if short_count[case.id[:8]] == 1 else case.id
         name = f"{function}[{rid}]"
         seen[name] += 1
@@ -304,6 +311,26 @@ class _Gone(Exception):
         self.stale = stale
 
 
+# Names in messages are cut to this many characters: a hostile or generated
+# key or import path can be thousands long, and the message repeats it.
+_NAME_LIMIT = 120
+
+
+def short_name(name: str, limit: int = _NAME_LIMIT) -> str:
+    """``name`` as shown in a message: the middle cut out when it is too long.
+
+    Unprintable characters (NUL, terminal escapes, bidi overrides, lone
+    surrogates) are shown escaped, so a hostile name cannot garble the output.
+    """
+    if not name.isprintable():
+        name = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+    if len(name) <= limit:
+        return name
+    keep = limit - 24
+    head, tail = keep - keep // 4, keep // 4
+    return f"{name[:head]}…[{len(name)} chars]…{name[-tail:]}"
+
+
 def _import_target(target: str) -> Any:
     """Resolve ``module:qualname``; raise ``_Gone`` when the code no longer exists.
 
@@ -312,8 +339,10 @@ def _import_target(target: str) -> Any:
     never deletes records because of a broken environment.
     """
     module_name, sep, qualname = target.partition(":")
+    shown = short_name(target)
+    module_shown = short_name(module_name)
     if not sep or not module_name or not qualname:
-        raise _Gone(f"the recorded target {target!r} is not module:qualname")
+        raise _Gone(f"the recorded target {shown!r} is not module:qualname")
     try:
         owner: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -322,19 +351,19 @@ def _import_target(target: str) -> Any:
         if missing == top:
             # A whole top-level package missing is far more often sys.path than
             # deleted code: never call it stale (pruning would delete records).
+            top_shown = f" (no module named {short_name(top)!r})" if top != module_name else ""
             raise _Gone(
-                f"module {module_name!r} cannot be imported (no module named {top!r})",
-                stale=False,
+                f"module {module_shown!r} cannot be imported{top_shown}", stale=False
             ) from None
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
-            raise _Gone(f"module {module_name!r} no longer exists") from None
+            raise _Gone(f"module {module_shown!r} no longer exists") from None
         raise Unreplayable(
-            f"importing {module_name} failed: {type(exc).__name__}: {exc}",
+            f"importing {module_shown} failed: {type(exc).__name__}: {short_name(str(exc), 300)}",
             "fix the import error (the record itself is fine)",
         ) from None
     except Exception as exc:
         raise Unreplayable(
-            f"importing {module_name} failed: {type(exc).__name__}: {exc}",
+            f"importing {module_shown} failed: {type(exc).__name__}: {short_name(str(exc), 300)}",
             "fix the import error (the record itself is fine)",
         ) from None
     parts = qualname.split(".")
@@ -342,7 +371,9 @@ def _import_target(target: str) -> Any:
         try:
             owner = getattr(owner, part)
         except AttributeError:
-            raise _Gone(f"{module_name} has no {qualname} (no {part!r})") from None
+            raise _Gone(
+                f"{module_shown} has no {short_name(qualname)} (no {short_name(part)!r})"
+            ) from None
     name = parts[-1]
     namespace = getattr(owner, "__dict__", {})
     if name in namespace:
@@ -353,51 +384,93 @@ def _import_target(target: str) -> Any:
     try:
         return getattr(owner, name)
     except AttributeError:
-        raise _Gone(f"{module_name} has no {qualname}") from None
+        raise _Gone(f"{module_shown} has no {short_name(qualname)}") from None
 
 
 def _spec_of(obj: Any) -> TraceSpec | None:
+    from .trace import TraceSpec
+
     spec = getattr(obj, "__replay_spec__", None)
     if spec is None:
         spec = getattr(getattr(obj, "__func__", None), "__replay_spec__", None)
-    return spec
+    # Only a spec made by @replay_trace / --replay-trace counts: never whatever
+    # an object answers for any attribute name.
+    return spec if isinstance(spec, TraceSpec) else None
 
 
-def _resolve(key: str, target: str) -> tuple[Callable[..., Any], TraceSpec | None]:
-    """The callable to run and its spec (``None`` when it is no longer traced)."""
+def _resolve(key: str, target: str) -> tuple[Callable[..., Any], TraceSpec]:
+    """The traced function a record names, and its spec.
+
+    Security rule: a replay only ever calls a function traced by pytest-replay
+    (decorated, or wrapped by ``--replay-trace``/ini ``replay_trace`` at session
+    start) under the record's key. A cassette is data anyone can edit; its
+    ``target`` naming ``os:remove`` must not make ``pytest --replay`` call it.
+    Importing the named module is allowed (pytest imports test modules too);
+    calling anything in it that is not traced is not.
+    """
     from . import trace
 
+    # The import comes first even when the key is registered: the module may
+    # have been re-imported since (changed code), and the current one counts.
     try:
         obj = _import_target(target)
     except _Gone as exc:
-        spec = trace.registry().get(key)
-        if spec is not None:
-            return _spec_caller(spec), spec
+        registered = trace.registry().get(key)
+        if registered is not None:
+            return _checked(registered, key, target)
         if not exc.stale:
             raise Unreplayable(
-                f"{exc}, and no traced function is registered under key {key!r}",
+                f"{exc}, and no traced function is registered under key {short_name(key)!r}",
                 "make the code importable (ini `pythonpath = .`, or a conftest.py at the "
                 "rootdir); if the package was deleted, delete its cassettes",
             ) from None
         raise Unreplayable(
             f"the target no longer exists: {exc}, and no traced function is registered "
-            f"under key {key!r}",
-            f"if the function moved, give it @replay_trace(key={key!r}) and make sure its "
-            f"module is imported (e.g. from conftest.py); if it is gone, {FIX_PRUNE}",
+            f"under key {short_name(key)!r}",
+            f"if the function moved, give it @replay_trace(key={short_name(key)!r}) and make "
+            f"sure its module is imported (e.g. from conftest.py); if it is gone, {FIX_PRUNE}",
             stale=True,
         ) from None
     spec = _spec_of(obj)
+    if spec is not None and spec.key == key:
+        return _checked(spec, key, target)
+    registered = trace.registry().get(key)
+    if registered is not None:
+        # The function moved (or its key did): the traced function registered
+        # under the record's key is the one to run.
+        return _checked(registered, key, target)
+    shown, key_shown = short_name(target), short_name(key)
     if spec is not None:
-        return _spec_caller(spec), spec
-    if isinstance(obj, staticmethod):
-        obj = obj.__func__
-    if not callable(obj) or isinstance(obj, type):
         raise Unreplayable(
-            f"the target {target} is a {type(obj).__name__}, not a function",
-            f"give the function now doing this job @replay_trace(key={key!r}), or {FIX_PRUNE}",
+            f"target {shown} is traced under key {short_name(spec.key)!r}, not under this "
+            f"record's key {key_shown!r}; refusing to call it",
+            f"{FIX_RERECORD}, or give the function @replay_trace(key={key_shown!r})",
+        )
+    if isinstance(obj, type) or not callable(getattr(obj, "__func__", obj)):
+        raise Unreplayable(
+            f"the target {shown} is a {type(obj).__name__}, not a function",
+            f"give the function now doing this job @replay_trace(key={key_shown!r}), "
+            f"or {FIX_PRUNE}",
             stale=True,
         )
-    return obj, None
+    raise Unreplayable(
+        f"target {shown} is not traced by pytest-replay; refusing to call it",
+        f"re-record, or trace it with @replay_trace(key={key_shown!r}) / "
+        f"--replay-trace={shown}",
+    )
+
+
+def _checked(spec: TraceSpec, key: str, target: str) -> tuple[Callable[..., Any], TraceSpec]:
+    if spec.boundary:
+        # Its calls are answered from recordings; running one for real (an
+        # HTTP request, a payment) is exactly what a replay must never do.
+        raise Unreplayable(
+            f"target {short_name(target)} is traced as a boundary (boundary=True): a replay "
+            "answers boundary calls from recordings and never calls one for real",
+            f"delete this record (a boundary's calls are stored inside its callers' records); "
+            f"if {short_name(key)!r} is no longer a boundary, re-record it",
+        )
+    return _spec_caller(spec), spec
 
 
 def _spec_caller(spec: TraceSpec) -> Callable[..., Any]:
@@ -551,7 +624,7 @@ def prepare(case: Case, rules: Sequence[CompareRule] = ()) -> Prepared:
         try:
             signature.bind(*args, **kwargs, **dict.fromkeys(resources))
         except TypeError as exc:
-            target = view.target or view.key
+            target = short_name(view.target or view.key)
             raise Unreplayable(
                 f"the recorded arguments no longer bind to {target}{signature}: {exc}",
                 f"{FIX_RERECORD}, or {FIX_PRUNE}",
@@ -1212,18 +1285,43 @@ class ChangeReport:
 
 
 def apply_changes(
-    path: Path, updates: Mapping[str, bytes], removals: Iterable[str] = ()
+    path: Path,
+    updates: Mapping[str, bytes],
+    removals: Iterable[str] = (),
+    *,
+    lock_timeout: float = 60.0,
 ) -> ChangeReport:
     """Rewrite a cassette with updated and removed records, atomically.
 
     Untouched records keep their exact bytes; the file is rewritten only when
     something changed. A cassette that cannot be read is left as it is and
-    the problem is returned in ``error``.
+    the problem is returned in ``error``. The directory's lock is held
+    throughout (a recording run appending to the same cassette meanwhile would
+    otherwise lose its records), and temp files of interrupted rewrites found
+    there are removed.
     """
+    from .store import DirectoryLock, LockTimeout
+
+    report = ChangeReport(path)
+    lock = DirectoryLock(path.parent, timeout=lock_timeout)
+    try:
+        lock.acquire()
+    except (OSError, LockTimeout) as exc:
+        report.error = f"{path}: not rewritten: {exc}"
+        return report
+    try:
+        lock.remove_orphans()
+        _apply_changes(path, updates, set(removals), report)
+    finally:
+        lock.release()
+    return report
+
+
+def _apply_changes(
+    path: Path, updates: Mapping[str, bytes], removal_ids: set[str], report: ChangeReport
+) -> None:
     from .cassette import Cassette, CassetteError
 
-    removal_ids = set(removals)
-    report = ChangeReport(path)
     try:
         cassette = Cassette.open(path)
         payloads: list[bytes] = []
@@ -1247,7 +1345,7 @@ def apply_changes(
         if cassette.torn_tail is not None:
             report.error = f"{path}: {cassette.torn_tail.describe()}; not rewritten"
             report.updated = report.removed = 0
-            return report
+            return
         report.missing = tuple(sorted((set(updates) | removal_ids) - seen))
         if report.removed and not payloads:
             # Every record was pruned: an empty cassette is only noise in the repository.
@@ -1258,7 +1356,6 @@ def apply_changes(
     except (CassetteError, OSError) as exc:
         report.error = str(exc)
         report.updated = report.removed = 0
-    return report
 
 
 # --------------------------------------------------------------------------- summary
@@ -1307,7 +1404,7 @@ class ReplaySummary:
                 "(target no longer exists):"
             )
             for cassette, rid, target in self.stale[:20]:
-                yield f"  {cassette} [{rid}] {target}"
+                yield f"  {cassette} [{rid}] {short_name(target)}"
             if len(self.stale) > 20:
                 yield f"  ... and {len(self.stale) - 20} more"
         yield from dict.fromkeys(self.notes)  # xdist workers report the same cassette notes

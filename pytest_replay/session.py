@@ -201,6 +201,9 @@ def _trace_class(
     if _SPEC_ATTR in vars(cls):
         raise TypeError(f"class {cls.__qualname__} is already traced")
     key = key or f"{cls.__module__}.{cls.__qualname__}"
+    from .trace import check_key
+
+    check_key(key, f"class {cls.__module__}:{cls.__qualname__}")
     methods = _public_methods(cls)
     init = cls.__init__
     spec = SessionSpec(
@@ -843,7 +846,21 @@ def _resolve_class(record: Mapping[str, Any], key: str) -> tuple[type, SessionSp
             problem = f"cannot import {target!r} ({exc})"
         else:
             if inspect.isclass(obj):
-                return obj, vars(obj).get(_SPEC_ATTR)
+                # Only a class traced under the record's key is ever built: a
+                # cassette naming subprocess:Popen must not make a replay run it.
+                own = vars(obj).get(_SPEC_ATTR)
+                if isinstance(own, SessionSpec) and own.key == key:
+                    return obj, own
+                registered = _REGISTRY.get(key)
+                if registered is not None:
+                    return registered.cls, registered
+                from .replayer import short_name
+
+                raise SessionError(
+                    f"session {short_name(key)}: target {short_name(target)} is not a class "
+                    "traced by pytest-replay under this key; refusing to construct it; "
+                    f"re-record it, or give the class @replay_trace(key={short_name(key)!r})"
+                )
             problem = f"{target!r} is not a class"
     spec = _REGISTRY.get(key)
     if spec is not None:
@@ -918,6 +935,7 @@ class SessionReplayer:
             spec = vars(cls).get(_SPEC_ATTR)
         self.cls = cls
         self.spec: SessionSpec | None = spec
+        self._check_steps(cls, spec)
         base = spec.options if spec is not None else CompareOptions()
         self.options = base.merged(options) if options is not None else base
         self.check_state = check_state
@@ -931,6 +949,19 @@ class SessionReplayer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.construction: StepResult | None = None
         self.reset()
+
+    def _check_steps(self, cls: type, spec: SessionSpec | None) -> None:
+        # A step calls a method by the name the record gives: only the public
+        # methods a session records are callable, never _private or dunder ones.
+        allowed = spec.methods if spec is not None else _public_methods(cls)
+        for index, step in enumerate(self.steps):
+            method = str(step.get("key", "")).rsplit(".", 1)[-1]
+            if method not in allowed and hasattr(cls, method):
+                raise SessionError(
+                    f"session {self.key} [{self.record_id}]: step {index} calls "
+                    f"{cls.__qualname__}.{method[:80]}, which is not a recorded public method; "
+                    "refusing to call it; re-record the session"
+                )
 
     # ------------------------------------------------------------------ positioning
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -55,6 +57,9 @@ __all__ = [
 
 LOCK_NAME = ".pytest-replay.lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: The temp file of an atomic cassette rewrite (cassette.py: ``tempfile.mkstemp(
+#: prefix=f".{name}.", suffix=".tmp")``, 8 random characters in between).
+_TEMP_NAME = re.compile(r"\A\..+\.cassette\.[a-z0-9_]{8}\.tmp\Z")
 SHARD_FORMAT = "pytest-replay-shard"
 SHARD_VERSION = 1
 #: Unreplayable records and warnings listed one by one in the report; the rest are counted.
@@ -387,6 +392,38 @@ class DirectoryLock:
             )
         time.sleep(self.poll)
 
+    def remove_orphans(self) -> list[str]:
+        """Delete the temp files interrupted rewrites left; returns their names.
+
+        Call it while holding the lock. Recording and ``--replay-update`` /
+        ``--replay-prune`` write cassettes only under this lock, so a temp file
+        of the rewrite's naming pattern that is older than the lock file we just
+        stamped belongs to a writer that died mid-rewrite (the kernel released
+        its lock). Younger ones, and anything not a regular file, are left
+        alone: a program using the Cassette API without the lock may be
+        writing one right now.
+        """
+        if self._fd is None:
+            raise RuntimeError(f"{self.path}: remove_orphans() needs the lock held")
+        try:
+            since = os.fstat(self._fd).st_mtime_ns
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return []
+        removed: list[str] = []
+        for entry in entries:
+            if not _TEMP_NAME.match(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode) or info.st_mtime_ns >= since:
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue  # gone already, or not ours to delete: never fail a run for it
+            removed.append(entry.name)
+        return removed
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
@@ -558,6 +595,7 @@ def merge(
         report.errors.append(str(exc))
         return report
     try:
+        lock.remove_orphans()
         for key in sorted(combined.records):
             candidates = sorted(combined.records[key].values())
             cap = candidates[0].cap

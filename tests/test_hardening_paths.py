@@ -262,18 +262,17 @@ def test_hostile_recorded_import_paths_are_unreplayable(pytester: pytest.Pyteste
     assert victim.read_text() == "precious"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SECURITY (replayer.py): a cassette can name any importable callable as its "
-    "target (os:remove, shutil:rmtree, subprocess:run) and `pytest --replay` calls it with "
-    "the recorded arguments; replay should only run traced/configured targets",
-)
 def test_replay_runs_only_traced_targets(pytester: pytest.Pytester) -> None:
+    """A cassette naming any importable callable (os:remove) never makes replay call it."""
     victim = pytester.path.parent / f"{pytester.path.name}-victim.txt"
     victim.write_text("precious")
     _crafted(pytester.path / "cassettes" / "evil.cassette", "evil", [("os:remove", [str(victim)])])
-    pytester.runpytest("--replay")
+    result = pytester.runpytest("--replay")
     assert victim.exists(), "replaying a crafted cassette deleted a file outside the replay dir"
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*reason:   target os:remove is not traced by pytest-replay; refusing to call it"]
+    )
 
 
 # --------------------------------------------------------------------------- symlinks

@@ -58,16 +58,13 @@ def test_no_secret_byte_reaches_the_replay_dir(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SCANNER GAP (redact.py): a shapeless secret under a password/token key inside "
-    "JSON *text* (a request body passed as a str) is written to the cassette",
-)
 def test_known_scanner_gaps(pytester: pytest.Pytester) -> None:
+    """Once gaps (held as a strict xfail until fixed): a shapeless secret under a
+    password/token key inside JSON *text*, and echoes of redacted secrets."""
     gaps = secrets_corpus.KNOWN_GAPS
     pytester.makepyfile(test_gaps=secrets_corpus.project_source(gaps))
     result = pytester.runpytest("--replay-record")
     result.assert_outcomes(passed=len(gaps))
     blobs = b"".join(p.read_bytes() for p in _files(pytester.path / "cassettes"))
     leaked = [name for name, secret, _ in gaps if secret.encode() in blobs]
-    assert leaked == []  # today: both leak
+    assert leaked == []

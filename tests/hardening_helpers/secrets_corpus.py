@@ -310,9 +310,9 @@ def metered(query, api_key):
 """
 
 
-#: Realistic ways a secret reaches a traced call that the scanner does not catch:
-#: a password/token key inside JSON *text* (reported; held as a strict xfail in
-#: tests/test_hardening_secrets.py).
+#: Realistic ways a secret reaches a traced call that the scanner once missed: a
+#: password/token key inside JSON *text* (held as a strict xfail in
+#: tests/test_hardening_secrets.py until the "secret in JSON text" detector).
 KNOWN_GAPS: list[tuple[str, str, str]] = [
     (
         "JSON text with a password key",
