@@ -24,12 +24,11 @@ import argparse
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgpack
+from _timing import best, verdict
 
 from pytest_replay.cassette import Cassette
 
@@ -62,15 +61,6 @@ def make_records(n: int) -> list[dict[str, Any]]:
             }
         )
     return records
-
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,18 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"write        raw msgpack.packb {raw_w * 1e3:8.1f} ms   cassette {cas_w * 1e3:8.1f} ms"
         f"   ratio {write_ratio:.2f}x (target <= {TARGET_WRITE}x) "
-        f"{'PASS' if write_ratio <= TARGET_WRITE else 'MISS'}"
+        f"{verdict(write_ratio, TARGET_WRITE)}"
     )
     codec_ratio = codec_w / raw_w
     print(
         f"write via codec.dumps           {raw_w * 1e3:8.1f} ms   cassette {codec_w * 1e3:8.1f} ms"
         f"   ratio {codec_ratio:.2f}x (target <= {TARGET_WRITE}x, codec included) "
-        f"{'PASS' if codec_ratio <= TARGET_WRITE else 'MISS'}"
+        f"{verdict(codec_ratio, TARGET_WRITE)}"
     )
     print(
         f"read+verify  raw msgpack.Unpacker {raw_r * 1e3:5.1f} ms   cassette {cas_r * 1e3:8.1f} ms"
         f"   ratio {read_ratio:.2f}x (target <= {TARGET_READ}x) "
-        f"{'PASS' if read_ratio <= TARGET_READ else 'MISS'}"
+        f"{verdict(read_ratio, TARGET_READ)}"
     )
     return 0
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _timing import best, verdict
 
 from pytest_replay import codec
 from pytest_replay.cassette import Cassette
@@ -54,15 +54,6 @@ def make_records(n: int) -> list[dict[str, Any]]:
             }
         )
     return records
-
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         t_verify, t_diff = min(verify_times), min(diff_times)
 
     ratio = t_diff / t_verify
-    verdict = "PASS" if ratio <= TARGET else "MISS"
     print(f"records: {n:,} per cassette, identical except the last record")
     print(f"verify (one cassette): {t_verify * 1000:8.1f} ms")
     print(f"diff (two cassettes):  {t_diff * 1000:8.1f} ms")
-    print(f"diff / verify: {ratio:.2f}x (target <= {TARGET:.1f}x) {verdict}")
+    print(f"diff / verify: {ratio:.2f}x (target <= {TARGET:.1f}x) {verdict(ratio, TARGET)}")
     return 0
 
 

@@ -24,9 +24,10 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _timing import best, verdict
 
 SMALL = """
 from pytest_replay import replay_trace
@@ -62,19 +63,6 @@ def report(n):
 
 def expected_score(a: int, b: int) -> dict[str, Any]:
     return {"sum": a + b, "prod": a * b, "tag": "even" if (a + b) % 2 == 0 else "odd"}
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def verdict(ratio: float, target: float) -> str:
-    return "PASS" if ratio <= target else "MISS"
 
 
 def bench_items(workdir: Path, calls: int, repeat: int) -> float:
@@ -148,9 +136,9 @@ def bench_big_output(workdir: Path, size_mb: float, repeat: int) -> tuple[float,
     gc.collect()
     t_eq = t_judge = t_compare = float("inf")
     for _ in range(repeat):  # interleaved, best of each: load changes hit all three
-        t_eq = min(t_eq, best_of(1, lambda: expected == actual))
-        t_judge = min(t_judge, best_of(1, lambda: judge(prepared, run)))
-        t_compare = min(t_compare, best_of(1, lambda: compare_values(expected, actual)))
+        t_eq = min(t_eq, best(lambda: expected == actual, 1))
+        t_judge = min(t_judge, best(lambda: judge(prepared, run), 1))
+        t_compare = min(t_compare, best(lambda: compare_values(expected, actual), 1))
     judge_ratio = t_judge / t_eq
     compare_ratio = t_compare / t_eq
     print(f"[fast path] unchanged output of {size / 1e6:.1f} MB encoded ({n} entries)")

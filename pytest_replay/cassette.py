@@ -219,6 +219,13 @@ def _check_key(key: str) -> None:
         raise ValueError(f"cassette key {key!r} is not valid unicode text") from None
 
 
+def _open_for_reading(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise CassetteError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
 def _frame_unpacker(stream: IO[bytes]) -> Any:
     # Only frames may appear at the top level: arrays of two bins. Everything
     # else (maps, strings, ext types, big arrays) is refused by the C unpacker
@@ -457,11 +464,7 @@ class Cassette:
         loads_raw = _decoder() if decode else None
         decode_errors = _DECODE_ERRORS
         self.torn_tail = None
-        try:
-            stream = path.open("rb")
-        except OSError as exc:
-            raise CassetteError(path, f"cannot be read ({exc.strerror or exc})") from None
-        with stream:
+        with _open_for_reading(path) as stream:
             header, base, prev = _read_header(path, stream)
             self.header, self.key, self._h0 = header, header["key"], prev
             stat = os.fstat(stream.fileno())
@@ -540,11 +543,7 @@ class Cassette:
         decode_errors = _DECODE_ERRORS
         total = verified = failures = mismatches = 0
         problems: list[str] = []
-        try:
-            stream = path.open("rb")
-        except OSError as exc:
-            raise CassetteError(path, f"cannot be read ({exc.strerror or exc})") from None
-        with stream:
+        with _open_for_reading(path) as stream:
             _header, base, prev = _read_header(path, stream)
             size = os.fstat(stream.fileno()).st_size
             stream.seek(base)

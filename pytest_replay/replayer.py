@@ -21,6 +21,7 @@ Replaying one record:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import importlib
@@ -987,6 +988,33 @@ def _finish(
     return Run(outcome, value, exception, elapsed * 1000.0, mismatch, drawn)
 
 
+@contextlib.contextmanager
+def _replaying(prepared: Prepared, mode: str, nodeid: str | None) -> Iterator[_State]:
+    """The replay's state installed around one call of the target, random seeded.
+
+    Only a pytest item sets the fallback state, and it puts back what it found,
+    so a programmatic replay nested inside an item leaves the item's alone.
+    """
+    from . import trace
+
+    global _fallback_state
+    state, state_token, context_token = _begin(prepared, mode, nodeid)
+    previous_fallback = _fallback_state
+    if mode == "pytest":  # one item at a time: see _fallback_state
+        _fallback_state = state
+    activation = trace.activate(_INTERCEPTOR)
+    try:
+        if prepared.seed is not None:
+            random.seed(prepared.seed)
+        yield state
+    finally:
+        trace.deactivate(activation)
+        if mode == "pytest":
+            _fallback_state = previous_fallback
+        _STATE.reset(state_token)
+        _CONTEXT.reset(context_token)
+
+
 def execute(
     prepared: Prepared,
     *,
@@ -996,25 +1024,16 @@ def execute(
     track_random: bool = False,
 ) -> Run:
     """Run the record once. ``async`` targets get an event loop of their own."""
-    global _fallback_state
     if prepared.is_async:
         return asyncio.run(
             execute_async(
                 prepared, resources=resources, mode=mode, nodeid=nodeid, track_random=track_random
             )
         )
-    from . import trace
-
     args, kwargs = _arguments(prepared, resources or {})
-    state, state_token, context_token = _begin(prepared, mode, nodeid)
-    if mode == "pytest":
-        _fallback_state = state
-    activation = trace.activate(_INTERCEPTOR)
     value: Any = None
     exception: BaseException | None = None
-    try:
-        if prepared.seed is not None:
-            random.seed(prepared.seed)
+    with _replaying(prepared, mode, nodeid) as state:
         before = random.getstate() if track_random else None
         start = time.perf_counter()
         try:
@@ -1023,11 +1042,6 @@ def execute(
             exception = exc
         elapsed = time.perf_counter() - start
         drawn = track_random and random.getstate() != before
-    finally:
-        trace.deactivate(activation)
-        _fallback_state = None
-        _STATE.reset(state_token)
-        _CONTEXT.reset(context_token)
     return _finish(state, value, exception, elapsed, drawn)
 
 
@@ -1040,19 +1054,10 @@ async def execute_async(
     track_random: bool = False,
 ) -> Run:
     """Run the record once on the running event loop (sync targets run inline)."""
-    from . import trace
-
-    global _fallback_state
     args, kwargs = _arguments(prepared, resources or {})
-    state, state_token, context_token = _begin(prepared, mode, nodeid)
-    if mode == "pytest":  # one item at a time: see _fallback_state
-        _fallback_state = state
-    activation = trace.activate(_INTERCEPTOR)
     value: Any = None
     exception: BaseException | None = None
-    try:
-        if prepared.seed is not None:
-            random.seed(prepared.seed)
+    with _replaying(prepared, mode, nodeid) as state:
         before = random.getstate() if track_random else None
         start = time.perf_counter()
         try:
@@ -1063,12 +1068,6 @@ async def execute_async(
             exception = exc
         elapsed = time.perf_counter() - start
         drawn = track_random and random.getstate() != before
-    finally:
-        trace.deactivate(activation)
-        if mode == "pytest":
-            _fallback_state = None
-        _STATE.reset(state_token)
-        _CONTEXT.reset(context_token)
     return _finish(state, value, exception, elapsed, drawn)
 
 

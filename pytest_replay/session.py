@@ -521,6 +521,34 @@ def _wrap_init(spec: SessionSpec) -> Callable[..., None]:
     return __init__
 
 
+_Step = tuple["SessionLog", inspect.BoundArguments, "contextvars.Token[frozenset[int]]"]
+
+
+def _begin_step(
+    obj: object, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _Step | None:
+    """The log this call is a step of, its bound inputs, and the token that marks
+    ``obj``'s log as inside a step; ``None`` when the call is not recorded."""
+    log = _LOGS.get(id(obj))
+    if log is None or log.closed or id(log) in _INSIDE.get():
+        return None
+    bound = _bind(signature, args, kwargs)
+    if bound is None:
+        return None
+    return log, bound, _INSIDE.set(_INSIDE.get() | {id(log)})
+
+
+def _end_step(
+    step: _Step, obj: object, name: str, started: float, outcome: tuple[bool, Any]
+) -> None:
+    elapsed = (time.perf_counter() - started) * 1000
+    log, bound, token = step
+    _INSIDE.reset(token)
+    log.add_step(obj, name, bound, outcome, elapsed)
+
+
+# The sync and async wrappers differ only by their awaits; what a step is
+# lives in _begin_step and _end_step.
 def _wrap(spec: SessionSpec, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     signature = spec.signatures[name]
 
@@ -529,27 +557,19 @@ def _wrap(spec: SessionSpec, name: str, fn: Callable[..., Any]) -> Callable[...,
         # Hot path when nothing records: one truthiness check of a dict.
         if not _LOGS:
             return fn(self, *args, **kwargs)
-        log = _LOGS.get(id(self))
-        if log is None or log.closed or id(log) in _INSIDE.get():
+        step = _begin_step(self, signature, args, kwargs)
+        if step is None:
             return fn(self, *args, **kwargs)
-        bound = _bind(signature, args, kwargs)
-        if bound is None:
-            return fn(self, *args, **kwargs)
-        token = _INSIDE.set(_INSIDE.get() | {id(log)})
         started = time.perf_counter()
         try:
             result = fn(self, *args, **kwargs)
         except Exception as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            _INSIDE.reset(token)
-            log.add_step(self, name, bound, (True, exc), elapsed)
+            _end_step(step, self, name, started, (True, exc))
             raise
         except BaseException:
-            _INSIDE.reset(token)
+            _INSIDE.reset(step[2])
             raise
-        elapsed = (time.perf_counter() - started) * 1000
-        _INSIDE.reset(token)
-        log.add_step(self, name, bound, (False, result), elapsed)
+        _end_step(step, self, name, started, (False, result))
         return result
 
     return wrapper
@@ -562,27 +582,19 @@ def _wrap_async(spec: SessionSpec, name: str, fn: Callable[..., Any]) -> Callabl
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not _LOGS:
             return await fn(self, *args, **kwargs)
-        log = _LOGS.get(id(self))
-        if log is None or log.closed or id(log) in _INSIDE.get():
+        step = _begin_step(self, signature, args, kwargs)
+        if step is None:
             return await fn(self, *args, **kwargs)
-        bound = _bind(signature, args, kwargs)
-        if bound is None:
-            return await fn(self, *args, **kwargs)
-        token = _INSIDE.set(_INSIDE.get() | {id(log)})
         started = time.perf_counter()
         try:
             result = await fn(self, *args, **kwargs)
         except Exception as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            _INSIDE.reset(token)
-            log.add_step(self, name, bound, (True, exc), elapsed)
+            _end_step(step, self, name, started, (True, exc))
             raise
         except BaseException:
-            _INSIDE.reset(token)
+            _INSIDE.reset(step[2])
             raise
-        elapsed = (time.perf_counter() - started) * 1000
-        _INSIDE.reset(token)
-        log.add_step(self, name, bound, (False, result), elapsed)
+        _end_step(step, self, name, started, (False, result))
         return result
 
     return wrapper

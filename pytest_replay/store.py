@@ -436,12 +436,16 @@ class DirectoryLock:
 # --------------------------------------------------------------------------- merging
 
 
-def _strip_meta(raw: Any) -> Any:
+def strip_meta(raw: Any) -> Any:
+    """A decoded record map without ``meta``, at every level of ``children``.
+
+    What merging (:func:`stable_bytes`) and the timeline diff both compare.
+    """
     if isinstance(raw, dict):
         out = {k: v for k, v in raw.items() if k != "meta"}
         children = out.get("children")
         if isinstance(children, list):
-            out["children"] = [_strip_meta(child) for child in children]
+            out["children"] = [strip_meta(child) for child in children]
         return out
     return raw
 
@@ -453,7 +457,7 @@ def stable_bytes(payload: bytes) -> bytes:
     outcome; only durations, node ids or user metadata may differ.
     """
     raw = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    return bytes(msgpack.packb(_strip_meta(raw), use_bin_type=True))
+    return bytes(msgpack.packb(strip_meta(raw), use_bin_type=True))
 
 
 def _payload_id(payload: bytes) -> str:

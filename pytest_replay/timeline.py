@@ -28,6 +28,7 @@ from . import codec
 from .cassette import Cassette
 from .history import Event as HistoryEvent
 from .record import Record
+from .store import strip_meta
 
 __all__ = [
     "DirectoryComparison",
@@ -645,16 +646,6 @@ class TraceComparison:
             yield f"note: {note}"
 
 
-def _strip_meta(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        out = {k: v for k, v in raw.items() if k != "meta"}
-        children = out.get("children")
-        if isinstance(children, list):
-            out["children"] = [_strip_meta(c) for c in children]
-        return out
-    return raw
-
-
 def _token(raw: Any) -> str:
     """What identifies an event for alignment: its call, not its outcome.
 
@@ -699,7 +690,7 @@ class _Side:
     def content(self, i: int) -> bytes:
         if not self.ignore_meta or self.loaded.history is not None:
             return self.payloads[i]
-        return codec.dumps(_strip_meta(self.raw(i)))
+        return codec.dumps(strip_meta(self.raw(i)))
 
     def hash(self, i: int) -> str:
         return _digest(self.content(i))
@@ -718,7 +709,7 @@ class _Side:
         if self.loaded.history is not None:
             raw = dict(zip(_HISTORY_FIELDS, raw, strict=True))
         elif self.ignore_meta:
-            raw = _strip_meta(raw)
+            raw = strip_meta(raw)
         return codec.to_jsonable(raw)
 
 
@@ -858,7 +849,7 @@ def _session_detail(sa: _Side, sb: _Side, i: int, j: int, limit: int = 3) -> str
     if rest != other:
         lines.append("session outcome (calls, state snapshots) differs:")
         differences = explain(
-            codec.to_jsonable(_strip_meta(rest)), codec.to_jsonable(_strip_meta(other)), limit=5
+            codec.to_jsonable(strip_meta(rest)), codec.to_jsonable(strip_meta(other)), limit=5
         )
         lines.extend("  " + line for line in differences.splitlines())
     return "\n".join(lines) or None

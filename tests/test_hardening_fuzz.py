@@ -112,27 +112,13 @@ def test_failure_is_reported_with_the_input(workdir: Path) -> None:
     assert list(workdir.glob("t-*.bin"))  # the input was saved for reproduction
 
 
-def _shard_header(**changes: object) -> dict[str, object]:
-    header: dict[str, object] = {
-        "format": "pytest-replay-shard",
-        "version": 1,
-        "duplicates": 0,
-        "dropped_failed": 0,
-        "secrets_redacted": 0,
-        "rule_redactions": 0,
-        "warnings": [],
-    }
-    header.update(changes)
-    return header
-
-
 @pytest.mark.parametrize(
     "data",
     [
-        fz.msgpack.packb(_shard_header(dropped_failed={})),  # int({}) -> TypeError
-        fz.msgpack.packb(_shard_header(warnings=7)),  # iterating an int -> TypeError
+        fz.msgpack.packb(fz.shard_header(dropped_failed={})),  # int({}) -> TypeError
+        fz.msgpack.packb(fz.shard_header(warnings=7)),  # iterating an int -> TypeError
         b"\x81\x91\x01\x02",  # a map with a list as key -> TypeError (unhashable)
-        fz.msgpack.packb(_shard_header()) + fz.msgpack.packb([1, 2, 3]),  # short entry
+        fz.msgpack.packb(fz.shard_header()) + fz.msgpack.packb([1, 2, 3]),  # short entry
     ],
     ids=["counter-not-int", "warnings-not-list", "unhashable-key", "short-entry"],
 )

@@ -279,15 +279,20 @@ def test_a_traced_session_class_replays() -> None:
     assert SessionReplayer(vault_record()).replay_all().ok
 
 
-def test_a_session_record_naming_an_untraced_class_is_refused(tmp_path: Path) -> None:
-    created = tmp_path / "created-by-popen"
-    record = dict(
+def popen_record(created: Path) -> dict[str, Any]:
+    """A crafted session record whose constructor would run ``touch created``."""
+    return dict(
         vault_record(),
         key="evil.popen",
         target="subprocess:Popen",
         args=[["touch", str(created)]],
         children=[],
     )
+
+
+def test_a_session_record_naming_an_untraced_class_is_refused(tmp_path: Path) -> None:
+    created = tmp_path / "created-by-popen"
+    record = popen_record(created)
     with pytest.raises(SessionError, match="target subprocess:Popen is not a class traced by"):
         SessionReplayer(record)
     assert not created.exists()
@@ -310,13 +315,7 @@ def test_a_session_step_calling_a_private_method_is_refused(tmp_path: Path) -> N
 
 def test_pytest_replay_refuses_a_crafted_session_record(pytester: pytest.Pytester) -> None:
     created = pytester.path.parent / f"{pytester.path.name}-created"
-    record = dict(
-        vault_record(),
-        key="evil.popen",
-        target="subprocess:Popen",
-        args=[["touch", str(created)]],
-        children=[],
-    )
+    record = popen_record(created)
     record["id"] = record_id("evil.popen", codec.dumps([record["args"], {}]))
     Cassette.create(
         cassette_path(pytester.path / "cassettes", "evil.popen"), "evil.popen", [record]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from replay_helpers import PRICING, load, quote_record, rec, run, write
 
 from pytest_replay import codec
-from pytest_replay.cassette import Cassette, cassette_path
-from pytest_replay.record import Record, record_id
+from pytest_replay.cassette import Cassette
 
 pytest_plugins = ["pytester"]
 
@@ -21,76 +20,6 @@ XDIST = [
     pytest.param(("-n", "0"), id="n0"),
     pytest.param(("-n", "2"), id="n2"),
 ]
-
-PRICING = """
-from pytest_replay import replay_trace
-
-@replay_trace(boundary=True)
-def rate(currency):
-    raise RuntimeError("the network must not be called during a replay")
-
-@replay_trace
-def quote(sku, qty):
-    total = qty * 10.0 * rate("EUR")
-    return {"sku": sku, "total": total, "lines": [{"id": i, "qty": 1} for i in range(qty)]}
-"""
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    # hypothesis' plugin costs ~2 s per in-process run and is not needed here
-    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
-
-
-def load(pytester: pytest.Pytester, name: str, source: str) -> Any:
-    pytester.makepyfile(**{name: source})
-    pytester.syspathinsert()
-    sys.modules.pop(name, None)
-    __import__(name)
-    return sys.modules[name]
-
-
-def rec(
-    fn: Any,
-    args: tuple[Any, ...],
-    *,
-    result: Any,
-    children: list[Record] | None = None,
-    key: str | None = None,
-    target: str | None = None,
-) -> Record:
-    spec = fn.__replay_spec__
-    cargs, ckwargs = spec.bind(args, {})
-    key = key or spec.key
-    return Record(
-        id=record_id(key, codec.dumps([cargs, ckwargs])),
-        key=key,
-        target=target or spec.target,
-        args=cargs,
-        kwargs=ckwargs,
-        result=result,
-        children=children or [],
-        boundary=spec.boundary,
-        meta={"duration_ms": 1.0},
-    )
-
-
-def quote_record(pricing: Any, sku: str, qty: int, total: float | None = None) -> Record:
-    result = {
-        "sku": sku,
-        "total": qty * 15.0 if total is None else total,
-        "lines": [{"id": i, "qty": 1} for i in range(qty)],
-    }
-    return rec(
-        pricing.quote, (sku, qty), result=result, children=[rec(pricing.rate, ("EUR",), result=1.5)]
-    )
-
-
-def write(directory: Path, records: list[Record], key: str | None = None) -> Path:
-    key = key or records[0].key
-    path = cassette_path(directory / "cassettes", key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Cassette.create(path, key, [r.to_map() for r in records])
-    return path
 
 
 def payloads(path: Path) -> list[bytes]:

@@ -382,8 +382,9 @@ HISTORY_GENERATORS: dict[str, Callable[[random.Random], bytes]] = {
 }
 
 
-def gen_mutated_shard(rng: random.Random) -> bytes:
-    header = {
+def shard_header(**changes: object) -> dict[str, object]:
+    """A valid shard header map, with ``changes`` applied."""
+    header: dict[str, object] = {
         "format": "pytest-replay-shard",
         "version": 1,
         "duplicates": 0,
@@ -392,8 +393,15 @@ def gen_mutated_shard(rng: random.Random) -> bytes:
         "rule_redactions": 0,
         "warnings": [],
     }
+    header.update(changes)
+    return header
+
+
+def gen_mutated_shard(rng: random.Random) -> bytes:
     entry = ["k", "m:f", 0, 1, "0123456789abcdef", seed_payloads()[0], None, 100]
-    data = msgpack.packb(header, use_bin_type=True) + msgpack.packb(entry, use_bin_type=True)
+    data = msgpack.packb(shard_header(), use_bin_type=True) + msgpack.packb(
+        entry, use_bin_type=True
+    )
     return mutate(rng, data)
 
 
