@@ -13,6 +13,9 @@ Payloads:
 - ints: a list of 1000 ints (target dumps <= 2.5x; 196..198 in the data
   make the output contain bin header bytes, so the bytearray scan runs)
 - with tuples: a dict of 20 tuples (non-native values call back into Python)
+- 5 MB dict: ~85,000 plain records under one key, about 5 MB packed (target
+  dumps <= 2.5x; its floats put bin header bytes in the output, so the codec
+  must rule out a bytearray in 5 MB of nested values)
 
 Best of R runs of N calls each. Prints PASS/MISS per target; always exits 0.
 """
@@ -43,8 +46,14 @@ SMALL = {
 NESTED = [dict(SMALL, id=i, tags=["a", "b"]) for i in range(100)]
 INTS = list(range(1000))
 TUPLES = {f"k{i}": (i, "x", 1.5) for i in range(20)}
+BIG = {
+    "rows": [
+        {"id": i, "name": f"user {i}", "score": i * 0.37, "tags": ["a", "b"], "ok": i % 2 == 0}
+        for i in range(95_000)
+    ]
+}
 
-TARGETS = {"small dict": 1.5, "nested": 2.0, "ints": 2.5, "with tuples": None}
+TARGETS = {"small dict": 1.5, "nested": 2.0, "ints": 2.5, "with tuples": None, "5 MB dict": 2.5}
 
 
 def _tuple_default(obj: Any) -> Any:
@@ -71,8 +80,11 @@ def main() -> None:
         ("nested", NESTED),
         ("ints", INTS),
         ("with tuples", TUPLES),
+        ("5 MB dict", BIG),
     ]:
         number = max(20, args.number // (50 if name in ("nested", "ints") else 1))
+        if value is BIG:
+            number = 1
         packed = msgpack.packb(value, default=_tuple_default, strict_types=True, use_bin_type=True)
         encoded = codec.dumps(value)
         t_pack = best(

@@ -29,7 +29,7 @@ import struct
 import threading
 import uuid
 from collections.abc import Callable, Generator
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -577,7 +577,8 @@ def _has_bytearray(value: Any) -> bool:
     The C packer writes ``bytearray`` as plain bin, so its type would be lost.
     Only called on values the C packer already packed (so they are acyclic)
     and only when the output holds a bin header byte. Breadth first, with a
-    fixed number of C calls per level and no Python loop over elements.
+    fixed number of C calls per level and no Python loop over elements; a
+    level of only lists (or only dicts) is not filtered at all.
     """
     if type(value) is bytearray:
         return True
@@ -590,8 +591,14 @@ def _has_bytearray(value: Any) -> bool:
             return False
         if bytearray in distinct:
             return True
-        lists = list(filter(_IS_LIST, items))
-        dicts = list(filter(_IS_DICT, items))
+        if distinct == _ONLY_LIST:
+            items = list(chain.from_iterable(items))
+            continue
+        if distinct == _ONLY_DICT:
+            items = list(chain.from_iterable(map(dict.values, items)))
+            continue
+        lists = list(filter(_IS_LIST, items)) if _list_like(distinct) else ()
+        dicts = list(filter(_IS_DICT, items)) if _dict_like(distinct) else ()
         if not lists and not dicts:
             return False
         items = list(
@@ -601,7 +608,87 @@ def _has_bytearray(value: Any) -> bool:
 
 _IS_DICT = dict.__instancecheck__
 _IS_LIST = list.__instancecheck__
+_ONLY_LIST = frozenset({list})
+_ONLY_DICT = frozenset({dict})
+
+
+def _list_like(kinds: set[type]) -> bool:
+    return any(issubclass(kind, list) for kind in kinds)
+
+
+def _dict_like(kinds: set[type]) -> bool:
+    return any(issubclass(kind, dict) for kind in kinds)
+
+
+_BIN_HEADERS = b"\xc4\xc5\xc6"
 _POOL: list[Any] = []
+# Packers writing bytes-like values with str headers, for _may_hold_bytearray.
+_STR_BIN_POOL: list[Any] = []
+
+
+def _may_hold_bytearray(value: Any, data: bytes) -> bool:
+    """Whether ``value``, packed as ``data`` which holds bin header bytes, holds a bytearray.
+
+    Such bytes mostly sit inside floats, ints or text, not in front of a
+    bytes-like value. A flat list or dict is answered by the types of its
+    items (one C pass). Otherwise the value is packed again with bytes-like
+    values given str headers (never 0xc4-0xc6) and every other byte
+    unchanged: a plain value holding no bytes-like value at all shows as many
+    of those bytes, which decides in one more C pass where walking nested
+    data costs several times the packing. Only a value that does hold
+    bytes-like values (or ext values) is walked; a large one is sampled first,
+    and walked straight away when the sample holds bytes (the second packing
+    could not settle it).
+    """
+    if isinstance(value, list | dict):
+        items = dict.values(value) if isinstance(value, dict) else value
+        kinds = set(map(type, items))
+        if kinds <= _NATIVE_SCALARS:
+            return False
+        if bytearray in kinds:
+            return True
+        if len(data) > _SAMPLE_ABOVE and _sample_holds_bytes(items):
+            return _has_bytearray(value)
+    else:
+        return type(value) is bytearray
+    try:
+        packer = _STR_BIN_POOL.pop()
+    except IndexError:
+        packer = msgpack.Packer(strict_types=True, use_bin_type=False, autoreset=True)
+    try:
+        again: bytes = packer.pack(value)
+    except Exception:  # not plain data (ext values): walk
+        return _has_bytearray(value)
+    finally:
+        _STR_BIN_POOL.append(packer)
+    bins = len(data) - len(data.translate(None, _BIN_HEADERS))
+    if len(again) - len(again.translate(None, _BIN_HEADERS)) == bins:
+        return False
+    return _has_bytearray(value)
+
+
+_SAMPLE_ABOVE = 1 << 16
+_BYTES_LIKE = frozenset({bytes, bytearray, memoryview})
+
+
+def _sample_holds_bytes(items: Any) -> bool:
+    """Whether the first few items of the first few levels hold a bytes-like value."""
+    level = list(islice(items, 16))
+    for _ in range(4):
+        if not _BYTES_LIKE.isdisjoint(map(type, level)):
+            return True
+        nested = [item for item in level if isinstance(item, list | dict)]
+        if not nested:
+            return False
+        level = list(
+            islice(
+                chain.from_iterable(
+                    dict.values(item) if isinstance(item, dict) else item for item in nested
+                ),
+                16,
+            )
+        )
+    return False
 
 
 def _new_packer() -> Any:
@@ -621,9 +708,9 @@ def _pack(value: Any) -> bytes:
     finally:
         _POOL.append(packer)
     # A bytearray is written as bin; memchr over the output is far cheaper
-    # than scanning the value, so the scan runs only when a bin header byte
+    # than looking at the value, so that runs only when a bin header byte
     # (0xc4-0xc6) occurs at all.
-    if (b"\xc4" in data or b"\xc5" in data or b"\xc6" in data) and _has_bytearray(value):
+    if (b"\xc4" in data or b"\xc5" in data or b"\xc6" in data) and _may_hold_bytearray(value, data):
         raise _Fallback
     return data
 

@@ -14,10 +14,11 @@ Two mechanisms decide what never reaches a cassette:
 A hit replaces the whole value with ``codec.Redacted(reason)``. The reason
 names the rule or the kind of secret, never the secret.
 
-The scanner first runs one compiled pattern over the *encoded* bytes
-(:func:`might_contain_secret`): almost every value has nothing that could
-match, and a C-level regex search over bytes is far cheaper than walking the
-value. Only on a possible hit is the value walked and checked precisely.
+The scanner first looks at the *encoded* bytes for a trigger, a literal that
+every secret shape and secret name holds (:func:`might_contain_secret`, "the
+pre-check" below): almost every value has none, and one ``bytes.translate()``
+plus one C-level regex search is far cheaper than walking the value. Only on
+a possible hit is the value walked and checked precisely.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import base64
 import binascii
 import dataclasses
 import fnmatch
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trace import TraceSpec
@@ -117,17 +119,25 @@ def _basic_credentials(match: re.Match[str]) -> bool:
     return b":" in decoded
 
 
-_NAME_IN_QUERY = (
-    r"(?:password|passwd|pwd|pass|secret|token|api[_-]?key|apikey|access[_-]?token|"
-    r"refresh[_-]?token|auth|client[_-]?secret)"
-)
+def _named_value(match: re.Match[str]) -> bool:
+    # "<name>=<value>" / "<name>": "<value>" in text: a secret when the name is
+    # one (the same rule as for parameters and mapping keys). So every match
+    # holds a secret name, hence a pre-check trigger.
+    if not is_secret_name(match.group("n")):
+        return False
+    value = match.group("s") or ""
+    return bool(value.strip(" \\"))
 
 #: (kind, pattern, validator): the scanner's catalogue of secret shapes.
 DETECTORS: tuple[tuple[str, str, Any], ...] = (
     ("private key block", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", None),
     ("JWT", r"\beyJ[A-Za-z0-9_-]{9,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{4,}", None),
-    ("bearer token", r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{8,}=*", None),
-    ("basic auth credentials", r"(?i)\bbasic\s+([A-Za-z0-9+/]{6,}={0,2})", _basic_credentials),
+    ("bearer token", r"(?i)\bbearer\s+(?P<s>[A-Za-z0-9\-._~+/]{8,}=*)", None),
+    (
+        "basic auth credentials",
+        r"(?i)\bbasic\s+(?P<s>[A-Za-z0-9+/]{6,}={0,2})",
+        _basic_credentials,
+    ),
     (
         "AWS access key",
         r"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b",
@@ -135,7 +145,7 @@ DETECTORS: tuple[tuple[str, str, Any], ...] = (
     ),
     (
         "AWS secret key",
-        r"(?i)aws.{0,30}?(?:secret|private).{0,30}?[A-Za-z0-9/+]{40}",
+        r"(?i)aws.{0,30}?(?:secret|private).{0,30}?(?P<s>[A-Za-z0-9/+]{40})",
         None,
     ),
     ("API key (sk-)", r"\bsk-[A-Za-z0-9_-]{16,}", None),
@@ -147,36 +157,253 @@ DETECTORS: tuple[tuple[str, str, Any], ...] = (
     ("Hugging Face token", r"\bhf_[A-Za-z0-9]{30,}", None),
     ("npm token", r"\bnpm_[A-Za-z0-9]{36}", None),
     ("SendGrid key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", None),
-    ("password in URL", r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@", None),
-    ("secret in query string", rf"(?i)(?:^|[?&;\s]){_NAME_IN_QUERY}=[^&\s]+", None),
+    ("password in URL", r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:(?P<s>[^\s/@]+)@", None),
+    # Query strings, form bodies, "key=value" text: any name that is a secret
+    # name. These two match with zero width (all in a lookahead) so that a
+    # name the validator turns down never hides the next name from finditer.
+    (
+        "secret in query string",
+        r"(?:^|(?<=[?&;,\s]))(?=(?P<n>[A-Za-z0-9_.\-\[\]]{1,64})=(?P<s>[^&\s]+))",
+        _named_value,
+    ),
+    # A request body or config passed as JSON (or Python repr) *text*:
+    # "password": "...", also escaped once more inside another JSON string.
+    (
+        "secret in JSON text",
+        r"(?=(?P<q>\\*[\"'])(?P<n>[^\"'\\\r\n]{1,64})(?P=q)\s*:\s*"
+        r"(?P=q)(?P<s>(?:(?!(?P=q))[^\r\n])+))",
+        _named_value,
+    ),
     (
         "authorization header",
-        r"(?i)\b(?:authorization|proxy-authorization|x-api-key|api-key)\s*[:=]\s*\S+",
+        r"(?i)\b(?:authorization|proxy-authorization|x-api-key|api-key)\s*[:=]\s*"
+        r"(?P<s>\S+(?:[ \t]+\S{8,})?)",
         None,
     ),
 )
 
 _COMPILED = tuple((kind, re.compile(pattern), check) for kind, pattern, check in DETECTORS)
 
-# The pre-check over encoded bytes, run on every recorded value. It may say
-# "maybe" for harmless data (the value is then walked and checked precisely);
-# it must never say "no" when a detector or a secret name could match, so it
-# holds a literal that every detector's match and every secret name contains
-# (lower-cased: a prefix such as "eyj", "akia", "sk-", a context such as
-# "bearer", "://", "-----", or a name fragment such as "pass", "token", "auth").
-# Every alternative starts with a literal character, which lets the regex
-# engine skip positions with a one-byte class test: ~10x faster than the
-# detectors themselves. tests/test_redact.py checks it against every detector.
-_PRECHECK = re.compile(
-    rb"a(?:uth|ws|pi|ccess|kia|sia|bia|cca|gpa|ida|roa|ipa|npa|nva|pka|iza)"
-    rb"|b(?:earer|asic)|c(?:ookie|red)|p(?:ass|wd|rivate|k_)|s(?:ecret|k-|k_|g\.)|rk_"
-    rb"|token|://|-----|eyj|gh[pousr]_|github_pat|glpat|xox|hf_|npm_"
+# ---------------------------------------------------------------------------- the pre-check
+#
+# Run over the encoded bytes of every recorded value, so it must be cheap. It
+# may say "maybe" for harmless data (the value is then walked and checked
+# precisely); it must never say "no" when a detector or a secret name could
+# match. It looks for literal *triggers*: every detector match and every
+# secret name contains one.
+
+#: ``(text, any_case)``: ``any_case`` triggers match in any ASCII case (the
+#: ``(?i)`` detectors, secret names), the others only as written. Derived from
+#: DETECTORS and the name rules by hand, grouped by where they come from;
+#: tests/test_redact_precheck.py checks that every match of every detector and
+#: every secret name holds one.
+_TRIGGERS: tuple[tuple[str, bool], ...] = (
+    # Secret names (each word and joined fragment of the name rules holds one),
+    # the names in "secret in query string" and "authorization header", "AWS
+    # secret key" (secret|private) and "private key block" (PRIVATE KEY).
+    *(
+        (word, True)
+        for word in ("pass", "pwd", "secret", "token", "auth", "cred", "cookie", "api", "access")
+    ),
+    ("private", True),
+    ("bearer", True),  # bearer token
+    ("basic", True),  # basic auth credentials
+    ("eyJ", False),  # JWT
+    # AWS access key
+    *((f"A{p}", False) for p in ("KIA", "SIA", "BIA", "CCA", "GPA", "IDA", "ROA", "IPA", "NPA")),
+    ("ANVA", False),
+    ("APKA", False),
+    ("sk-", False),  # API key (sk-)
+    ("k_live_", False),  # Stripe key
+    ("k_test_", False),
+    *((f"gh{c}_", False) for c in "pousr"),  # GitHub token
+    ("github_pat_", False),
+    ("glpat-", False),  # GitLab token
+    *((f"xox{c}-", False) for c in "abposr"),  # Slack token
+    ("AIza", False),  # Google API key
+    ("hf_", False),  # Hugging Face token
+    ("npm_", False),  # npm token
+    ("SG.", False),  # SendGrid key
+    ("://", False),  # password in URL
+    # Characters that (?i) matching or str.lower() equate with an ASCII letter
+    # (long s ~ s, dotted and dotless I ~ i, Kelvin sign ~ k): a secret spelled
+    # with one holds no ASCII trigger, so the character itself is a trigger.
+    ("\u017f", False),
+    ("\u0130", False),
+    ("\u0131", False),
+    ("\u212a", False),
 )
 
+# Why it is built this way: a regex alternation of the triggers is tried at
+# every position starting with one of their first letters (most letters), ~10
+# ns per byte. Instead one bytes.translate() folds ASCII case and maps a few
+# *anchor* bytes, rare letters of which every trigger has one (in both cases
+# when the trigger is any_case), to one marker byte; the regex then starts
+# with that literal marker, which the engine finds with a plain byte loop,
+# and checks the rest of a trigger only there (~25 ns per marker).
+_MARK = 0xC1  # never written by msgpack (and not valid UTF-8)
+#: The bin header bytes: the recorder deletes them in the same translate() (trace.py).
+BIN_HEADERS = b"\xc4\xc5\xc6"
+#: What the anchors become in the translated view.
+MARKER = bytes((_MARK,))
 
-def might_contain_secret(data: bytes) -> bool:
+
+def _trigger_bytes(text: str, any_case: bool) -> list[frozenset[int]]:
+    """Per byte of a trigger, the bytes that may stand there."""
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        if any_case and char.isascii() and char.isalpha():
+            out.append(frozenset(char.lower().encode() + char.upper().encode()))
+        else:
+            out.append(frozenset((byte,)))
+    return out
+
+
+class Precheck(NamedTuple):
+    """One build of the pre-check: a translate table and its marker patterns.
+
+    ``marked`` is searched in ``data.translate(table, BIN_HEADERS)`` when that
+    deleted nothing, ``marked_full`` in ``data.translate(table)``. No match
+    means no trigger; a match may be none (anchors share the marker), which
+    :func:`confirm_marked` decides.
+    """
+
+    anchors: bytes
+    table: bytes
+    marked: re.Pattern[bytes]
+    marked_full: re.Pattern[bytes]
+
+
+def _precheck(anchors: bytes) -> Precheck:
+    table = bytearray(range(256))
+    table[ord("A") : ord("Z") + 1] = table[ord("a") : ord("z") + 1]
+    table[_MARK] = 0xC0  # so that the marker always stands for an anchor
+    for byte in anchors:
+        table[byte] = _MARK
+    # Bytes that stand in no trigger all become one, so that values differing
+    # only there (digits, numbers' bytes, msgpack headers) give the same view:
+    # the recorder remembers views it found clean (trace.py).
+    kept = {
+        table[b] for text, any_case in _TRIGGERS for o in _trigger_bytes(text, any_case) for b in o
+    }
+    for byte in range(256):
+        if table[byte] != _MARK and table[byte] not in kept:
+            table[byte] = 0
+    final = bytes(table)
+    return Precheck(
+        anchors,
+        final,
+        _marker_pattern(anchors, final, BIN_HEADERS),
+        _marker_pattern(anchors, final, b""),
+    )
+
+
+def _translated(table: bytes, allowed: frozenset[int]) -> bytes:
+    mapped = sorted({table[byte] for byte in allowed})
+    if len(mapped) == 1:
+        return re.escape(bytes(mapped))
+    return b"[" + b"".join(re.escape(bytes((byte,))) for byte in mapped) + b"]"
+
+
+def _marker_pattern(anchors: bytes, table: bytes, without: bytes) -> re.Pattern[bytes]:
+    # Each trigger becomes: the marker (its anchor), the bytes after the
+    # anchor, then, unless the anchor is its first byte, a look back at the
+    # whole trigger. The bytes after the anchors are laid out as a trie so
+    # that the engine's branch test at a marker is a few byte comparisons.
+    # Triggers holding only bytes of ``without`` are left out (the recorder
+    # searches data without bin header bytes with ``marked``).
+    paths: list[tuple[bytes, tuple[bytes, ...]]] = []  # (bytes after the marker, look-behind)
+    for text, any_case in _TRIGGERS:
+        allowed = _trigger_bytes(text, any_case)
+        if any(options <= frozenset(without) for options in allowed):
+            continue
+        anchored = [
+            # prefer an anchor with bytes after it (a bare look-behind is
+            # tried at every marker), then the earliest listed anchor
+            (index == len(allowed) - 1, min(anchors.index(byte) for byte in options), index)
+            for index, options in enumerate(allowed)
+            if all(table[byte] == _MARK for byte in options)
+        ]
+        if not anchored:
+            raise RuntimeError(f"pre-check trigger {text!r} holds no anchor byte")
+        index = min(anchored)[2]
+        behind = tuple(_translated(table, o) for o in allowed) if index else ()
+        after = [sorted({table[byte] for byte in options}) for options in allowed[index + 1 :]]
+        paths.extend((bytes(combo), behind) for combo in itertools.product(*after))
+    return re.compile(re.escape(bytes((_MARK,))) + _trie(paths))
+
+
+def _trie(paths: list[tuple[bytes, tuple[bytes, ...]]]) -> bytes:
+    if any(not rest and not behind for rest, behind in paths):
+        return b""  # a trigger ends here: the rest can only match less
+    children: dict[int, list[tuple[bytes, tuple[bytes, ...]]]] = {}
+    for rest, behind in paths:
+        if rest:
+            children.setdefault(rest[0], []).append((rest[1:], behind))
+    alternatives = [re.escape(bytes((b,))) + _trie(children[b]) for b in sorted(children)]
+    ends = sorted({behind for rest, behind in paths if not rest})
+    if len(ends) > 1 and min(map(len, ends)) >= 3:
+        # Look-behinds are tried one by one and cost more than a byte
+        # test: several become one, over their last bytes (still every
+        # trigger, a few more harmless matches).
+        width = min(map(len, ends))
+        lasts = sorted({b"".join(end[-width:]) for end in ends})
+        alternatives.append(b"(?<=" + b"|".join(lasts) + b")")
+    else:
+        alternatives.extend(b"(?<=" + b"".join(end) + b")" for end in ends)
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return b"(?:" + b"|".join(alternatives) + b")"
+
+
+#: Two builds that differ in where "auth" (and GitHub / Hugging Face tokens)
+#: is anchored: on "u" (and "g", "f"), or on "h". Which one finds fewer
+#: markers depends on the data: English prose is full of "h", keys and codes
+#: of business data of "u" (sku, unit, customer, currency). The recorder
+#: picks one per traced function from the values it sees (trace.py); both
+#: find every trigger, and :func:`might_contain_secret` uses the first.
+PRECHECKS = (
+    _precheck(b"JAG:xkKfbBgpPuUcC\xe2\xc4\xc5"),
+    _precheck(b"JAG:xkKhHbBpPcC\xe2\xc4\xc5"),
+)
+_EXACT_CASE = re.compile(
+    b"|".join(re.escape(text.encode("utf-8")) for text, any_case in _TRIGGERS if not any_case)
+)
+_ANY_CASE = re.compile(
+    b"|".join(re.escape(text.encode("ascii")) for text, any_case in _TRIGGERS if any_case)
+)
+_LONGEST = max(len(text.encode("utf-8")) for text, _ in _TRIGGERS)
+
+
+def has_trigger(data: bytes) -> bool:
+    """Whether ``data`` holds a trigger (exact, but slower than the marker search)."""
+    return _EXACT_CASE.search(data) is not None or _ANY_CASE.search(data.lower()) is not None
+
+
+def confirm_marked(data: bytes, marked: bytes, match: re.Match[bytes] | None) -> bool:
+    """Whether one of the marker matches in ``marked`` is a real trigger in ``data``.
+
+    ``marked`` is ``data`` translated (positions unchanged) and ``match`` the
+    first match of the marker pattern in it. Every trigger in ``data`` is a
+    marker match at its anchor, so checking the bytes around each match
+    exactly (a trigger through the anchor lies within ``_LONGEST`` bytes of
+    it) decides without an exact scan of all of ``data``.
+    """
+    pattern = match.re if match is not None else None
+    while match is not None and pattern is not None:
+        at = match.start()
+        if has_trigger(data[max(0, at - _LONGEST + 1) : at + _LONGEST]):
+            return True
+        match = pattern.search(marked, at + 1)
+    return False
+
+
+def might_contain_secret(data: bytes, precheck: Precheck = PRECHECKS[0]) -> bool:
     """Fast check over encoded bytes: ``False`` means certainly nothing to redact."""
-    return _PRECHECK.search(data.lower()) is not None
+    marked = data.translate(precheck.table)
+    match = precheck.marked_full.search(marked)
+    return match is not None and confirm_marked(data, marked, match)
 
 
 def find_secret(text: str) -> str | None:
@@ -186,6 +413,34 @@ def find_secret(text: str) -> str | None:
             if check is None or check(match):
                 return kind
     return None
+
+
+# A whitespace-separated piece of a found secret this long taints on its own.
+_PIECE_MIN = 8
+
+
+def secret_parts(text: str) -> list[str]:
+    """The secrets the detectors find in ``text``, as substrings.
+
+    A value redacted for holding a secret taints the rest of its record (see
+    :class:`Scrubber`): these parts are what an echo of the secret holds
+    without the text around it: the token of ``Bearer <token>``, the password
+    of a JSON body or a form, the password of a URL. Only run on values being
+    redacted anyway, so its cost does not matter.
+    """
+    parts: list[str] = []
+    for _kind, regex, check in _COMPILED:
+        named = "s" in regex.groupindex
+        for match in regex.finditer(text):
+            if check is not None and not check(match):
+                continue
+            found = ((match.group("s") if named else None) or match.group(0)).rstrip("\\")
+            if not found:
+                continue
+            parts.append(found)
+            if named:
+                parts.extend(p for p in found.split() if len(p) >= _PIECE_MIN and p != found)
+    return parts
 
 
 # ---------------------------------------------------------------------------- rules
@@ -302,11 +557,14 @@ class Scrubber:
         if secret_name is not None:
             self.secrets += 1
             self.removed.append(text)
+            self.removed.extend(secret_parts(text))
             return self._marker(f"secret: value named {secret_name!r}")
         kind = find_secret(text)
         if kind is not None:
             self.secrets += 1
             self.removed.append(text)
+            # The secret alone taints too: an echo rarely repeats the whole text.
+            self.removed.extend(secret_parts(text))
             return self._marker(f"secret: {kind}")
         return value
 
@@ -412,6 +670,13 @@ def contains_tainted(data: bytes, taint: Sequence[str]) -> bool:
         encoded = secret.encode("utf-8", "surrogatepass")
         if encoded in data:
             return True
+        if not secret.isascii():
+            # Texts taken from bytes values are their latin-1 decoding.
+            try:
+                if secret.encode("latin-1") in data:
+                    return True
+            except UnicodeEncodeError:
+                pass
     return False
 
 
@@ -515,3 +780,132 @@ def scrub_value(
         _ruleset(rules) if rules else None, scan=scan, relative_to=root, taint=taint
     )
     return scrubber.walk(value, root), scrubber
+
+
+# ---------------------------------------------------------------------------- echoes
+
+#: What a value holding an echoed secret becomes (its text names no secret).
+ECHO_REASON = "secret: a redacted input value"
+
+
+class _EchoWalker:
+    """Replaces, in a raw record map (plain msgpack tree), every value holding a taint text."""
+
+    def __init__(self, taint: Sequence[str]) -> None:
+        import msgpack
+
+        from . import codec
+
+        self.taint = taint
+        self.hits = 0
+        self.marker: Any = msgpack.unpackb(codec.dumps(codec.Redacted(ECHO_REASON)))
+        self._redacted_code = self.marker.code
+        self._ext = msgpack.ExtType
+
+    def record(self, record: dict[Any, Any], depth: int = 0) -> None:
+        """Scrub one record map in place (its children too); recompute its id if inputs changed."""
+        inputs_changed = False
+        for name in ("args", "kwargs"):
+            if name in record:
+                new = self.value(record[name], depth)
+                if new is not record[name]:
+                    record[name] = new
+                    inputs_changed = True
+        if "result" in record:
+            record["result"] = self.value(record["result"], depth)
+        error = record.get("error")
+        if isinstance(error, dict):
+            if "args" in error:
+                error["args"] = self.value(error["args"], depth)
+            message = error.get("message")
+            if isinstance(message, str) and _tainted(message, self.taint):
+                self.hits += 1
+                error["message"] = f"[redacted: {ECHO_REASON}]"
+        meta = record.get("meta")
+        if isinstance(meta, dict) and "user" in meta:
+            meta["user"] = self.value(meta["user"], depth)
+        reason = record.get("unreplayable")
+        if isinstance(reason, str) and _tainted(reason, self.taint):
+            self.hits += 1
+            record["unreplayable"] = f"[redacted: {ECHO_REASON}]"
+        children = record.get("children")
+        if isinstance(children, list) and depth < 64:
+            for child in children:
+                if isinstance(child, dict):
+                    self.record(child, depth + 1)
+        key = record.get("key")
+        if inputs_changed and isinstance(key, str):
+            import msgpack
+
+            from .record import record_id
+
+            inputs = msgpack.packb([record.get("args", []), record.get("kwargs", {})])
+            record["id"] = record_id(key, inputs)
+
+    def value(self, value: Any, depth: int) -> Any:
+        if isinstance(value, (str, bytes)):
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            if text and _tainted(text, self.taint):
+                self.hits += 1
+                return self.marker
+            return value
+        if depth > 64:
+            return value
+        if isinstance(value, list):
+            items = [self.value(item, depth + 1) for item in value]
+            if all(new is old for new, old in zip(items, value, strict=True)):
+                return value
+            return items
+        if isinstance(value, dict):
+            pairs = [(self.value(k, depth + 1), self.value(v, depth + 1)) for k, v in value.items()]
+            if all(
+                nk is k and nv is v for (nk, nv), (k, v) in zip(pairs, value.items(), strict=True)
+            ):
+                return value
+            return dict(pairs)
+        if isinstance(value, self._ext) and value.code != self._redacted_code:
+            # A tuple, dataclass, opaque marker ...: replaced whole when it holds
+            # the secret anywhere, as the scanner does with objects.
+            import msgpack
+
+            try:
+                inner = msgpack.unpackb(value.data, raw=False, strict_map_key=False)
+            except Exception:
+                inner = value.data
+            hits = self.hits
+            self.value(inner, depth + 1)
+            if self.hits != hits:
+                self.hits = hits + 1
+                return self.marker
+        return value
+
+
+def scrub_record(payload: bytes, taint: Sequence[str]) -> tuple[bytes, int, str | None]:
+    """Redact every echo of the ``taint`` texts from an encoded record.
+
+    The recorder's last guard for a record holding redacted secrets: a secret
+    redacted from any input of the call tree (this call's, its caller's, a
+    nested call's) is searched for, as an exact substring, in every value of
+    the record as written: the inputs, the result, the error's message and
+    args, the nested calls, the user metadata. A value holding one becomes a
+    ``Redacted`` marker. Returns the new payload, the number of values
+    replaced and the record's id (recomputed when its inputs changed).
+    """
+    import msgpack
+
+    try:
+        record = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except Exception:
+        return payload, 0, None
+    if not isinstance(record, dict):
+        return payload, 0, None
+    walker = _EchoWalker(taint)
+    walker.record(record)
+    if not walker.hits:
+        return payload, 0, None
+    new_id = record.get("id")
+    return (
+        msgpack.packb(record, use_bin_type=True),
+        walker.hits,
+        new_id if isinstance(new_id, str) else None,
+    )

@@ -189,6 +189,9 @@ class TraceSpec:
     _id_hash: Any = field(init=False, repr=False, compare=False)
     _owner: list[type] = field(init=False, repr=False, compare=False)
     _head: bytes = field(init=False, repr=False, compare=False)
+    _arity: int = field(init=False, repr=False, compare=False)
+    _plain_arity: int = field(init=False, repr=False, compare=False)
+    _precheck: _PrecheckChoice = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         params = list(self.signature.parameters.values())
@@ -225,6 +228,27 @@ class TraceSpec:
         prefix.update(b"\x00\x92")  # the array header of [args, kwargs] too
         set_(self, "_id_hash", prefix)
         set_(self, "_owner", [])
+        # Calls with exactly this many positional arguments and no keywords
+        # bind to themselves (no defaults to apply, nothing to drop); the
+        # recorder then skips the binder. -1: always bind.
+        plain = (
+            self.kind != "classmethod"
+            and not self.resources
+            and all(p.kind in positional for p in params)
+        )
+        set_(self, "_arity", len(params) if plain else -1)
+        # The same, for calls the recorder takes on its flat path (call()):
+        # also no rules, no seeding, no metadata callable, not a boundary, no
+        # parameter named like a secret.
+        simple = not (
+            self.redact
+            or self.seed_random
+            or self.metadata is not None
+            or self.boundary
+            or self._secret_params
+        )
+        set_(self, "_plain_arity", self._arity if simple else -1)
+        set_(self, "_precheck", _PrecheckChoice())
         # "key", key, "target", target, "kind", "call", "args": the constant
         # middle of every record map of this function, packed once.
         set_(
@@ -498,6 +522,23 @@ def _signature_of(fn: Any, kind: str) -> inspect.Signature:
     return sig
 
 
+def check_key(key: str, what: str) -> None:
+    """Refuse a key that cannot be written: keys name cassettes and live in their UTF-8 headers.
+
+    ``what`` names the traced function or class in the message.
+    """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = key[exc.start]
+        raise ValueError(
+            f"replay_trace on {what[:200]}: key {key[:200]!r} holds an unpaired surrogate "
+            f"({bad!r} at index {exc.start}), which cannot be written as UTF-8 (cassette "
+            "names and headers are UTF-8); pass a key of ordinary text, e.g. "
+            "key='package.module.function'"
+        ) from None
+
+
 def _make_spec(
     fn: Any, options: Mapping[str, Any], kind: str, *, target: str | None = None
 ) -> TraceSpec:
@@ -511,6 +552,7 @@ def _make_spec(
     key = key if key is not None else default_key
     if not isinstance(key, str) or not key:
         raise TypeError(f"replay_trace: key must be a non-empty string, got {key!r}")
+    check_key(key, target or default_target or repr(fn))
     return TraceSpec(
         key=key,
         target=target or default_target or key,
@@ -719,6 +761,14 @@ def _native_pack() -> Callable[[Any], bytes]:
     return pack
 
 
+def _native_pack_raw() -> Callable[[Any], bytes]:
+    pack: Callable[[Any], bytes] = msgpack.Packer(
+        use_bin_type=False, strict_types=True, default=_refuse
+    ).pack
+    _tls.pack_raw = pack
+    return pack
+
+
 def _pack(value: Any) -> bytes:
     """msgpack bytes of a value the recorder built itself (ids, names, durations)."""
     try:
@@ -762,12 +812,77 @@ _META_SEED = b"\xa4seed"
 _pack_double = struct.Struct(">d").pack
 _FIXMAP = [bytes((0x80 | n,)) for n in range(16)]
 _FIXSTR_16 = b"\xb0"  # a record id: 16 hex characters
-_NO_TEST: tuple[int, str | None, bytes] = (-1, None, b"")
+_HEAD_ID = _HEAD + _FIXSTR_16
+_BOUNDARY_FALSE_META = _BOUNDARY_FALSE + _META
+_NO_KWARGS_RESULT = _KWARGS + _EMPTY_MAP + _RESULT
+#: The running test as the recorder needs it: (position in collection order,
+#: node id, packed "nodeid" meta entry, then the constant runs of a plain
+#: record's map around its duration: from "children" (none) to the duration's
+#: float header, and from the node id to the end); _NO_TEST outside tests.
+_TestInfo = tuple[int, str | None, bytes, bytes, bytes, bytes]
+
+
+def _test_info(index: int, nodeid: str | None) -> _TestInfo:
+    entry = _META_NODEID + _pack(nodeid) if nodeid is not None else b""
+    head = _FIXMAP[2 if entry else 1] + _META_DURATION
+    return (
+        index,
+        nodeid,
+        entry,
+        head,
+        _CHILDREN + b"\x90" + _BOUNDARY_FALSE_META + head,
+        entry + _UNREPLAYABLE + _NIL,
+    )
+
+
+_NO_TEST: _TestInfo = _test_info(-1, None)
+#: Scan views remembered as clean per recording session (see _clean_inputs).
+_CLEAN_INPUTS_MAX = 4096
 # Pending records are drained into the deduplicating buffer in batches.
 _DRAIN_AT = 4096
 
 _maybe_secret = _redact_module.might_contain_secret
+_confirm = _redact_module.confirm_marked
+_PRECHECKS = _redact_module.PRECHECKS
+_MARKER = _redact_module.MARKER
+#: Encoded values of a traced function counted under every pre-check build
+#: before it settles on the one that finds the fewest markers.
+_CALIBRATE = 32
 
+
+class _PrecheckChoice:
+    """The redact.PRECHECKS build a traced function's values are scanned with.
+
+    Both builds find every trigger; they differ in how many harmless bytes
+    they stop at, which depends on the data. So the first _CALIBRATE values
+    recorded on the flat path are counted under each, and the cheaper one
+    stays (a race between threads only blurs the counts).
+    """
+
+    __slots__ = ("counts", "index", "left", "marked", "table")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_PRECHECKS)
+        self.left = _CALIBRATE
+        self.use(0)
+
+    def use(self, index: int) -> None:
+        precheck = _PRECHECKS[index]
+        self.index = index
+        self.table = precheck.table
+        self.marked = precheck.marked.search
+
+    def count(self, data: bytes, scanned: bytes) -> None:
+        counts = self.counts
+        for index, precheck in enumerate(_PRECHECKS):
+            view = scanned if index == self.index else data.translate(precheck.table)
+            counts[index] += view.count(_MARKER)
+        self.left -= 1
+        if self.left <= 0:
+            self.use(counts.index(min(counts)))
+
+
+_new_frame = object.__new__
 
 # The innermost traced call being recorded in this context (thread / task).
 _CURRENT: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
@@ -776,7 +891,11 @@ _CURRENT: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
 
 
 class _Frame:
-    """One traced call in flight."""
+    """One traced call in flight.
+
+    RecordingSession.call() fills one in without __init__ (see there); a new
+    attribute must be set there too.
+    """
 
     __slots__ = (
         "args",
@@ -803,7 +922,7 @@ class _Frame:
         spec: TraceSpec,
         args: list[Any],
         kwargs: dict[str, Any],
-        test: tuple[int, str | None, bytes],
+        test: _TestInfo,
         order: int,
     ) -> None:
         self.spec = spec
@@ -879,6 +998,7 @@ class RecordingSession:
             codec.dumps_checked
         )
         self._max_size = codec.MAX_SIZE
+        self._holds_bytearray: Callable[[Any], bool] = codec._has_bytearray
         self._store = store
         self._seq = itertools.count()
         self._lock = threading.RLock()
@@ -886,11 +1006,17 @@ class RecordingSession:
         # session.py reads it (and _seq, _emit) to place sessions in the order.
         self._test: tuple[int, str | None] = (-1, None)
         # The same plus the packed "nodeid" meta entry, read once per call.
-        self._current: tuple[int, str | None, bytes] = _NO_TEST
+        self._current: _TestInfo = _NO_TEST
         self._pending: collections.deque[PendingRecord] = collections.deque()
         self._buckets: dict[int, RecordBuffer] = {}
         self._finished: dict[int, bool] = {}
         self._token: object | None = None
+        # Views (data translated by a redact.PRECHECKS build, one set per
+        # build) of inputs the pre-check found clean: calls often repeat their
+        # inputs but for numbers, which a view blanks out, and a set lookup
+        # is cheaper than the search. Only views without a marker match go
+        # in, and equal views get equal matches, so none can hide a trigger.
+        self._clean_inputs: list[set[bytes]] = [set() for _ in _PRECHECKS]
 
     # ------------------------------------------------------------ activation
 
@@ -910,7 +1036,7 @@ class RecordingSession:
 
     def begin_test(self, index: int, nodeid: str) -> None:
         """Calls from now on belong to the test at ``index`` in collection order."""
-        self._current = (index, nodeid, _META_NODEID + _pack(nodeid))
+        self._current = _test_info(index, nodeid)
         self._test = (index, nodeid)
 
     def end_test(self, *, failed: bool = False) -> None:
@@ -954,7 +1080,7 @@ class RecordingSession:
         dropped = 0
         for _ in range(count):
             record = popleft()
-            index = record.test
+            index = record[0]  # .test
             if index < 0:
                 ready.append(record)
                 continue
@@ -977,8 +1103,14 @@ class RecordingSession:
     # ------------------------------------------------------------ interceptor
 
     def call(self, spec: TraceSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        # The recording hot path: flat on purpose (each avoided method call or
-        # attribute store is measurable in bench_trace.py's recording figure).
+        # The recording hot path. A plain call (positional arguments that bind
+        # to themselves, plain msgpack data, no rules, nothing that looks like
+        # a secret) is recorded right here, written out flat: no helper calls,
+        # no __init__, one pack + one translate() + one regex search per
+        # encoded part, the record map spliced from packed pieces. Each avoided
+        # call or attribute access shows in bench_trace.py's recording figure.
+        # Everything else goes the careful way (_enter/_exit, also used by
+        # acall()), which writes the same record.
         parent = _CURRENT.get()
         if parent is None:
             if spec.boundary:
@@ -987,6 +1119,158 @@ class RecordingSession:
         elif parent.spec.boundary:
             # What happens inside a boundary is the boundary's own business.
             return spec.fn(*args, **kwargs)
+        if kwargs or len(args) != spec._plain_arity or (parent is not None and parent.taint):
+            return self._call(spec, args, kwargs, parent)
+        frame = _new_frame(_Frame)
+        frame.spec = spec
+        frame.test = test = self._current
+        frame.order = next(self._seq)
+        frame.children = []
+        frame.payload = None
+        frame.reasons = []
+        frame.seed = None
+        frame.taint = ()
+        cargs = list(args)
+        choice = spec._precheck
+        try:
+            pack = _tls.pack
+        except AttributeError:
+            pack = _native_pack()
+        try:
+            args_b: bytes = pack(cargs)
+        except Exception:
+            args_b = b""  # not plain data: the codec decides below
+        size = len(args_b)
+        if not size or size > self._max_size:
+            plain = False
+        # bin header bytes (a bytearray needs the codec) and the secret
+        # pre-check's view of the bytes, in one pass
+        elif len(scanned := args_b.translate(choice.table, _BIN_HEADERS)) == size:
+            if not self.scan or scanned in self._clean_inputs[choice.index]:
+                plain = True
+            else:
+                if choice.left:
+                    choice.count(args_b, scanned)
+                if (hit := choice.marked(scanned)) is None:
+                    plain = True
+                    self._remember_clean(choice.index, scanned)
+                else:
+                    plain = not _confirm(args_b, scanned, hit)
+        else:
+            plain = self._plain_despite_bins(cargs, args_b, size - len(scanned), choice.index)
+        if plain:
+            frame.args_b = args_b
+            frame.kwargs_b = _EMPTY_MAP
+        else:
+            try:
+                self._encode_inputs(frame, spec, cargs, {})
+            except Exception as exc:  # a codec or redactor bug must not reach the code
+                self._recorder_failure(frame, exc)
+        hasher = spec._id_hash.copy()
+        hasher.update(frame.args_b)
+        hasher.update(frame.kwargs_b)
+        frame.rid = rid = hasher.hexdigest()
+        if parent is not None:
+            parent.children.append(frame)  # list.append: atomic across threads
+        token = _CURRENT.set(frame)
+        start = _perf_counter()
+        try:
+            result = spec.fn(*args)
+        except Exception as exc:
+            elapsed = _perf_counter() - start
+            _CURRENT.reset(token)
+            self._exit(frame, parent, None, exc, elapsed)
+            raise
+        except BaseException:
+            # KeyboardInterrupt, SystemExit, GeneratorExit: not an outcome of the code.
+            _CURRENT.reset(token)
+            raise
+        elapsed = _perf_counter() - start
+        _CURRENT.reset(token)
+        try:
+            outcome_b: bytes = pack(result)
+        except Exception:
+            outcome_b = b""
+        size = len(outcome_b)
+        if not size or size > self._max_size or frame.taint or not self.durations:
+            plain = False
+        elif len(scanned := outcome_b.translate(choice.table, _BIN_HEADERS)) == size:
+            if not self.scan:
+                plain = True
+            else:
+                if choice.left:
+                    choice.count(outcome_b, scanned)
+                plain = (hit := choice.marked(scanned)) is None or not _confirm(
+                    outcome_b, scanned, hit
+                )
+        else:
+            plain = self._plain_despite_bins(result, outcome_b, size - len(scanned), choice.index)
+        if not plain:
+            self._exit(frame, parent, result, None, elapsed)
+            return result
+        try:
+            children = frame.children
+            if children:
+                done = [child.payload for child in children if child.payload is not None]
+                middle = b"".join(
+                    (_CHILDREN, _array_header(len(done)), *done, _BOUNDARY_FALSE_META, test[3])
+                )
+            else:
+                middle = test[4]
+            reasons = frame.reasons
+            # Record.to_map() order: id, key, target, kind, args, kwargs (none
+            # on this path), result, children, boundary, meta (duration_ms,
+            # nodeid), unreplayable; constant runs come precomputed.
+            payload = b"".join(
+                (
+                    _HEAD_ID,
+                    rid.encode(),
+                    spec._head,
+                    frame.args_b,
+                    _NO_KWARGS_RESULT,
+                    outcome_b,
+                    middle,
+                    # microsecond resolution, without round()'s cost
+                    _pack_double(int(elapsed * 1e6 + 0.5) / 1000.0),
+                    (
+                        test[2] + _UNREPLAYABLE + self._encode("; ".join(reasons))[0]
+                        if reasons
+                        else test[5]
+                    ),
+                )
+            )
+        except Exception as exc:  # never into the code under test
+            self.buffer.warn(
+                f"{spec.key}: call not recorded, recorder error {type(exc).__name__}: {exc}"
+            )
+            return result
+        frame.payload = payload
+        if reasons and parent is not None:
+            parent.reasons.extend(r for r in reasons if r.startswith("boundary "))
+        pending = self._pending
+        pending.append(  # deque.append: atomic, no lock on the hot path
+            tuple.__new__(
+                _PendingRecord,
+                (
+                    test[0],
+                    frame.order,
+                    rid,
+                    payload,
+                    spec.key,
+                    spec.target,
+                    "; ".join(reasons) if reasons else None,
+                    self.max_records or spec.max_records or self.default_max_records,
+                ),
+            )
+        )
+        if len(pending) >= _DRAIN_AT:
+            with self._lock:
+                self._drain()
+        return result
+
+    def _call(
+        self, spec: TraceSpec, args: tuple[Any, ...], kwargs: dict[str, Any], parent: _Frame | None
+    ) -> Any:
         frame = self._enter(spec, args, kwargs, parent)
         if frame is None:
             return spec.fn(*args, **kwargs)
@@ -1000,7 +1284,6 @@ class RecordingSession:
             self._exit(frame, parent, None, exc, elapsed)
             raise
         except BaseException:
-            # KeyboardInterrupt, SystemExit, GeneratorExit: not an outcome of the code.
             _CURRENT.reset(token)
             raise
         elapsed = _perf_counter() - start
@@ -1053,25 +1336,63 @@ class RecordingSession:
             data: bytes = pack(value)
         except Exception:
             return self._dumps_checked(value)
-        # A bytearray is packed as plain bin and would lose its type: like the
-        # codec, hand anything holding a bin header byte to the codec itself.
         size = len(data)
-        if len(data.translate(None, _BIN_HEADERS)) != size or size > self._max_size:
+        if size > self._max_size:
+            return self._dumps_checked(value)
+        bins = size - len(data.translate(None, _BIN_HEADERS))
+        if bins and self._bytearray_in(value, bins):
             return self._dumps_checked(value)
         return data, ()
+
+    def _bytearray_in(self, value: Any, bins: int) -> bool:
+        """Whether ``value``, packed natively with ``bins`` bin header bytes, holds a bytearray.
+
+        Most such bytes sit inside floats, ints or text. Packed again with
+        ``use_bin_type=False``, bytes-like objects get str headers (never
+        0xc4-0xc6) and every other byte keeps its value, so the same count
+        means the value holds no bytes-like object at all; only otherwise is
+        it walked.
+        """
+        try:
+            pack = _tls.pack_raw
+        except AttributeError:
+            pack = _native_pack_raw()
+        try:
+            raw: bytes = pack(value)
+        except Exception:
+            return self._holds_bytearray(value)
+        if len(raw) - len(raw.translate(None, _BIN_HEADERS)) == bins:
+            return False
+        return self._holds_bytearray(value)
+
+    def _remember_clean(self, index: int, scanned: bytes) -> None:
+        clean = self._clean_inputs[index]
+        if len(clean) >= _CLEAN_INPUTS_MAX:
+            clean.clear()  # bounded; recent inputs refill it
+        clean.add(scanned)
+
+    def _plain_despite_bins(self, value: Any, data: bytes, bins: int, precheck: int) -> bool:
+        """The flat path's verdict on natively packed ``data`` holding bin header bytes."""
+        if self._bytearray_in(value, bins):
+            return False
+        return not (self.scan and _maybe_secret(data, _PRECHECKS[precheck]))
 
     # ------------------------------------------------------------ entry / exit
 
     def _enter(
         self, spec: TraceSpec, args: tuple[Any, ...], kwargs: dict[str, Any], parent: _Frame | None
     ) -> _Frame | None:
-        try:
-            if spec.kind == "classmethod":
-                cargs, ckwargs = spec._binder(args[1:], kwargs)
-            else:
-                cargs, ckwargs = spec._binder(args, kwargs)
-        except TypeError:
-            return None  # the call does not bind: it raises on its own, nothing to record
+        if not kwargs and len(args) == spec._arity:
+            cargs: list[Any] = list(args)
+            ckwargs: dict[str, Any] = {}
+        else:
+            try:
+                if spec.kind == "classmethod":
+                    cargs, ckwargs = spec._binder(args[1:], kwargs)
+                else:
+                    cargs, ckwargs = spec._binder(args, kwargs)
+            except TypeError:
+                return None  # the call does not bind: it raises on its own, nothing to record
         frame = _Frame(spec, cargs, ckwargs, self._current, next(self._seq))
         try:
             if parent is not None and parent.taint:
@@ -1080,21 +1401,37 @@ class RecordingSession:
             elif spec.redact or (self.scan and spec._secret_params):
                 self._encode_inputs_slow(frame, spec, cargs, ckwargs)
             else:
-                args_b, reasons = self._encode(cargs)
-                if ckwargs:
-                    kwargs_b, kreasons = self._encode(ckwargs)
-                    data = args_b + kwargs_b
+                # Plain data packed here, and one translate() over it both
+                # finds bin header bytes (a bytearray would need the codec) and
+                # prepares the secret pre-check (redact.py); a hit of either
+                # takes the careful path, which decides exactly.
+                try:
+                    pack = _tls.pack
+                except AttributeError:
+                    pack = _native_pack()
+                try:
+                    args_b: bytes | None = pack(cargs)
+                    kwargs_b = pack(ckwargs) if ckwargs else _EMPTY_MAP
+                except Exception:
+                    args_b = kwargs_b = None
+                if args_b is None or kwargs_b is None:
+                    self._encode_inputs(frame, spec, cargs, ckwargs)
                 else:
-                    kwargs_b, kreasons, data = _EMPTY_MAP, (), args_b
-                # One regex search over the packed bytes tells whether anything
-                # could need redacting; it almost never does.
-                if self.scan and _maybe_secret(data):
-                    self._encode_inputs_slow(frame, spec, cargs, ckwargs)
-                else:
-                    frame.args_b = args_b
-                    frame.kwargs_b = kwargs_b
-                    if reasons or kreasons:
-                        frame.reasons.extend(f"input {r}" for r in (*reasons, *kreasons))
+                    data = args_b + kwargs_b if ckwargs else args_b
+                    size = len(data)
+                    choice = spec._precheck
+                    scanned = data.translate(choice.table, _BIN_HEADERS)
+                    if len(scanned) != size or size > self._max_size:
+                        self._encode_inputs(frame, spec, cargs, ckwargs)
+                    elif (
+                        self.scan
+                        and (hit := choice.marked(scanned)) is not None
+                        and _confirm(data, scanned, hit)
+                    ):
+                        self._encode_inputs_slow(frame, spec, cargs, ckwargs)
+                    else:
+                        frame.args_b = args_b
+                        frame.kwargs_b = kwargs_b
         except Exception as exc:  # a codec or redactor bug must not reach the code under test
             self._recorder_failure(frame, exc)
         hasher = spec._id_hash.copy()
@@ -1107,6 +1444,20 @@ class RecordingSession:
             frame.seed = int(rid[:8], 16)
             random.seed(frame.seed)
         return frame
+
+    def _encode_inputs(
+        self, frame: _Frame, spec: TraceSpec, cargs: list[Any], ckwargs: dict[str, Any]
+    ) -> None:
+        """Inputs through the codec (values that are not plain msgpack data)."""
+        args_b, reasons = self._encode(cargs)
+        kwargs_b, kreasons = self._encode(ckwargs) if ckwargs else (_EMPTY_MAP, ())
+        if self.scan and _maybe_secret(args_b + kwargs_b):
+            self._encode_inputs_slow(frame, spec, cargs, ckwargs)
+            return
+        frame.args_b = args_b
+        frame.kwargs_b = kwargs_b
+        if reasons or kreasons:
+            frame.reasons.extend(f"input {r}" for r in (*reasons, *kreasons))
 
     def _encode_inputs_slow(
         self, frame: _Frame, spec: TraceSpec, cargs: list[Any], ckwargs: dict[str, Any]
@@ -1160,6 +1511,67 @@ class RecordingSession:
         frame.reasons.append(f"recorder error: {type(exc).__name__}: {exc}")
         self.buffer.warn(f"{frame.spec.key}: recorder error {type(exc).__name__}: {exc}")
 
+    def _scrub_echoes(self, frame: _Frame, parent: _Frame | None, payload: bytes) -> bytes:
+        """Redact the secrets of this call tree wherever they reappear in the record.
+
+        ``frame.taint`` holds every text redacted from the inputs of this call,
+        its callers and its nested calls. They are passed up to the caller
+        first (its record holds this one, and its result may echo them), then
+        searched for in the whole record: inputs packed before a nested call
+        revealed a secret, the result, the error, earlier nested calls, the
+        metadata (``redact.scrub_record``). Nested calls recorded before the
+        secret was known have records of their own too: those are amended.
+        """
+        taint = frame.taint
+        if parent is not None and taint is not parent.taint:
+            with self._lock:
+                known = set(parent.taint)
+                fresh = [text for text in taint if text not in known]
+                if fresh:
+                    parent.taint = (*parent.taint, *fresh)
+        if frame.children:
+            self._amend_descendants(frame.children, taint)
+        if not _redact_module.contains_tainted(payload, taint):
+            return payload
+        payload, hits, new_id = _redact_module.scrub_record(payload, taint)
+        if hits:
+            if new_id is not None:
+                frame.rid = new_id  # the inputs changed: so did the id (dedup, order)
+            with self._lock:
+                self.buffer.secrets_redacted += hits
+        return payload
+
+    def _amend_descendants(self, children: list[_Frame], taint: tuple[str, ...]) -> None:
+        """Scrub the own records of nested calls that were written before ``taint`` was known."""
+        for child in children:
+            if child.children:
+                self._amend_descendants(child.children, taint)
+            old = child.payload
+            if child.spec.boundary or old is None:
+                continue  # a boundary lives only inside its caller's record
+            if not _redact_module.contains_tainted(old, taint):
+                continue
+            payload, hits, new_id = _redact_module.scrub_record(old, taint)
+            if not hits:
+                continue
+            old_id = child.rid
+            child.payload = payload
+            if new_id is not None:
+                child.rid = new_id
+            key = child.spec.key
+            with self._lock:
+                self.buffer.secrets_redacted += hits
+                self._drain()  # so that the record is in a buffer, wherever it went
+                for buffer in (self.buffer, *self._buckets.values()):
+                    by_id = buffer.records.get(key)
+                    record = by_id.pop(old_id, None) if by_id is not None else None
+                    if by_id is None or record is None:
+                        continue
+                    record = record._replace(id=child.rid, payload=payload)
+                    present = by_id.get(child.rid)
+                    if present is None or record < present:
+                        by_id[child.rid] = record
+
     def _exit(
         self,
         frame: _Frame,
@@ -1170,14 +1582,97 @@ class RecordingSession:
     ) -> None:
         spec = frame.spec
         try:
-            payload = self._payload(frame, result, error, elapsed)
+            if error is None:
+                # The result of plain data: packed and pre-checked here, like the
+                # inputs in _enter (anything else goes through _outcome).
+                try:
+                    pack = _tls.pack
+                except AttributeError:
+                    pack = _native_pack()
+                try:
+                    outcome_b: bytes | None = pack(result)
+                except Exception:
+                    outcome_b = None
+                if outcome_b is not None:
+                    size = len(outcome_b)
+                    choice = spec._precheck
+                    scanned = outcome_b.translate(choice.table, _BIN_HEADERS)
+                    if (
+                        len(scanned) != size
+                        or size > self._max_size
+                        or spec.redact
+                        or frame.taint
+                        or (
+                            self.scan
+                            and (hit := choice.marked(scanned)) is not None
+                            and _confirm(outcome_b, scanned, hit)
+                        )
+                    ):
+                        outcome_b = None
+                outcome = (
+                    _RESULT + outcome_b
+                    if outcome_b is not None
+                    else self._outcome(frame, result, None)
+                )
+            else:
+                outcome = self._outcome(frame, None, error)
+            children = frame.children
+            if children:
+                done = [child.payload for child in children if child.payload is not None]
+                children_b = _array_header(len(done)) + b"".join(done)
+            else:
+                children_b = b"\x90"
+            if spec.metadata is None:
+                # meta is msgpack-native: packed here, in the field order of the map.
+                test = frame.test
+                count = 0
+                parts: list[bytes] = []
+                if self.durations:
+                    count += 1
+                    # microsecond resolution, without round()'s cost
+                    parts.append(_META_DURATION + _pack_double(int(elapsed * 1e6 + 0.5) / 1000.0))
+                if test[2]:
+                    count += 1
+                    parts.append(test[2])
+                if frame.seed is not None:
+                    count += 1
+                    parts.append(_META_SEED + _pack(frame.seed))
+                meta_b = _FIXMAP[count] + b"".join(parts)
+            else:
+                meta_b = self._meta_with_user(frame, result, error, elapsed)
+            reasons = frame.reasons
+            # The record map's msgpack bytes, spliced from already-packed parts:
+            # byte for byte what codec.dumps(Record(...).to_map()) gives for the
+            # same record (tests hold it to that), without decoding and
+            # re-encoding the inputs, which were packed at entry, before the
+            # call could mutate them.
+            payload = b"".join(
+                (
+                    _HEAD,
+                    _FIXSTR_16,
+                    frame.rid.encode(),
+                    spec._head,
+                    frame.args_b,
+                    _KWARGS,
+                    frame.kwargs_b,
+                    outcome,
+                    _CHILDREN,
+                    children_b,
+                    _BOUNDARY_TRUE if spec.boundary else _BOUNDARY_FALSE,
+                    _META,
+                    meta_b,
+                    _UNREPLAYABLE,
+                    self._encode("; ".join(reasons))[0] if reasons else _NIL,
+                )
+            )
+            if frame.taint:  # rare: only records of calls that carried a secret
+                payload = self._scrub_echoes(frame, parent, payload)
         except Exception as exc:  # never into the code under test
             self.buffer.warn(
                 f"{spec.key}: call not recorded, recorder error {type(exc).__name__}: {exc}"
             )
             return
         frame.payload = payload
-        reasons = frame.reasons
         if parent is not None and reasons:
             if spec.boundary:
                 parent.reasons.extend(f"boundary {spec.key}: {r}" for r in reasons)
@@ -1185,13 +1680,12 @@ class RecordingSession:
                 parent.reasons.extend(r for r in reasons if r.startswith("boundary "))
         if spec.boundary:
             return  # lives only inside its caller's record
-        test = frame.test
         pending = self._pending
         pending.append(  # deque.append: atomic, no lock on the hot path
             tuple.__new__(
                 _PendingRecord,
                 (
-                    test[0],
+                    frame.test[0],
                     frame.order,
                     frame.rid,
                     payload,
@@ -1206,15 +1700,8 @@ class RecordingSession:
             with self._lock:
                 self._drain()
 
-    def _payload(
-        self, frame: _Frame, result: Any, error: BaseException | None, elapsed: float
-    ) -> bytes:
-        """The record map's msgpack bytes, spliced from already-packed parts.
-
-        Byte for byte what ``codec.dumps(Record(...).to_map())`` gives for the
-        same record (tests hold it to that), without decoding and re-encoding
-        the inputs, which were packed at entry, before the call could mutate them.
-        """
+    def _outcome(self, frame: _Frame, result: Any, error: BaseException | None) -> bytes:
+        """The packed ``"result"``/``"error"`` entries of the record map, the careful way."""
         spec = frame.spec
         if error is None:
             outcome_b, reasons = self._encode(result)
@@ -1224,65 +1711,20 @@ class RecordingSession:
                 or (frame.taint and _redact_module.contains_tainted(outcome_b, frame.taint))
             ):
                 outcome_b, reasons = self._encode_value(frame, result, "return")
-            outcome = _RESULT + outcome_b
             if reasons:
                 frame.reasons.extend(f"result {r}" for r in reasons)
-        else:
-            err_args_b, reasons = self._encode_value(frame, list(error.args), "error.args")
-            if reasons:
-                frame.reasons.extend(f"error args {r}" for r in reasons)
-            outcome = b"".join(
-                (
-                    _ERROR,
-                    self._encode(_type_path(type(error)))[0],
-                    _MESSAGE,
-                    self._encode(self._error_message(frame, error))[0],
-                    _ERROR_ARGS,
-                    err_args_b,
-                )
-            )
-        children = frame.children
-        if children:
-            done = [child.payload for child in children if child.payload is not None]
-            children_b = _array_header(len(done)) + b"".join(done)
-        else:
-            children_b = b"\x90"
-        if spec.metadata is None:
-            # meta is msgpack-native: packed here, in the field order of the map.
-            test = frame.test
-            count = 0
-            parts: list[bytes] = []
-            if self.durations:
-                count += 1
-                # microsecond resolution, without round()'s cost
-                parts.append(_META_DURATION + _pack_double(int(elapsed * 1e6 + 0.5) / 1000.0))
-            if test[2]:
-                count += 1
-                parts.append(test[2])
-            if frame.seed is not None:
-                count += 1
-                parts.append(_META_SEED + _pack(frame.seed))
-            meta_b = _FIXMAP[count] + b"".join(parts)
-        else:
-            meta_b = self._meta_with_user(frame, result, error, elapsed)
-        why = frame.reasons
+            return _RESULT + outcome_b
+        err_args_b, reasons = self._encode_value(frame, list(error.args), "error.args")
+        if reasons:
+            frame.reasons.extend(f"error args {r}" for r in reasons)
         return b"".join(
             (
-                _HEAD,
-                _FIXSTR_16,
-                frame.rid.encode(),
-                spec._head,
-                frame.args_b,
-                _KWARGS,
-                frame.kwargs_b,
-                outcome,
-                _CHILDREN,
-                children_b,
-                _BOUNDARY_TRUE if spec.boundary else _BOUNDARY_FALSE,
-                _META,
-                meta_b,
-                _UNREPLAYABLE,
-                self._encode("; ".join(why))[0] if why else _NIL,
+                _ERROR,
+                self._encode(_type_path(type(error)))[0],
+                _MESSAGE,
+                self._encode(self._error_message(frame, error))[0],
+                _ERROR_ARGS,
+                err_args_b,
             )
         )
 
