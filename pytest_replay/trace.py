@@ -43,6 +43,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import MergeReport, PendingRecord, RecordBuffer
 
 _perf_counter = time.perf_counter
+_get_ident = threading.get_ident
+# The call order given to calls made off the recording's own thread: larger
+# than any real sequence number (and within msgpack's int64 for shards).
+_OFF_THREAD_ORDER = 2**62
 
 __all__ = [
     "ENV_RECORD",
@@ -1005,6 +1009,11 @@ class RecordingSession:
         # (collection index, node id) of the running test; (-1, None) outside tests.
         # session.py reads it (and _seq, _emit) to place sessions in the order.
         self._test: tuple[int, str | None] = (-1, None)
+        # Calls made on this thread (the one running the test, else the one
+        # that made the session) keep their call order; calls from any other
+        # thread have no order the scheduler does not decide, so they all get
+        # _OFF_THREAD_ORDER and sort by record id after the thread's own calls.
+        self._order_thread = threading.get_ident()
         # The same plus the packed "nodeid" meta entry, read once per call.
         self._current: _TestInfo = _NO_TEST
         self._pending: collections.deque[PendingRecord] = collections.deque()
@@ -1038,6 +1047,7 @@ class RecordingSession:
         """Calls from now on belong to the test at ``index`` in collection order."""
         self._current = _test_info(index, nodeid)
         self._test = (index, nodeid)
+        self._order_thread = threading.get_ident()
 
     def end_test(self, *, failed: bool = False) -> None:
         """The running test finished: keep its calls, or drop them when it failed."""
@@ -1124,7 +1134,9 @@ class RecordingSession:
         frame = _new_frame(_Frame)
         frame.spec = spec
         frame.test = test = self._current
-        frame.order = next(self._seq)
+        frame.order = (
+            next(self._seq) if _get_ident() == self._order_thread else _OFF_THREAD_ORDER
+        )
         frame.children = []
         frame.payload = None
         frame.reasons = []
@@ -1393,7 +1405,8 @@ class RecordingSession:
                     cargs, ckwargs = spec._binder(args, kwargs)
             except TypeError:
                 return None  # the call does not bind: it raises on its own, nothing to record
-        frame = _Frame(spec, cargs, ckwargs, self._current, next(self._seq))
+        order = next(self._seq) if _get_ident() == self._order_thread else _OFF_THREAD_ORDER
+        frame = _Frame(spec, cargs, ckwargs, self._current, order)
         try:
             if parent is not None and parent.taint:
                 frame.taint = parent.taint

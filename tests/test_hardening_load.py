@@ -95,29 +95,20 @@ def test_threaded_distributed_recording(tmp_path: Path, capsys: pytest.CaptureFi
         assert sorted(outputs[mode]) == sorted(
             f"{k}.cassette" for k in expected if not k.startswith("__")
         )
-    thread_confined = [n for n in outputs["no xdist"] if n != "load.shared.cassette"]
     for mode in ("-n 0", "-n 2"):
-        for name in thread_confined:
+        # Every cassette, including the one that 8 threads of one test write at
+        # once: calls made off the test's thread sort by record id, not by the
+        # scheduler's order.
+        for name in outputs["no xdist"]:
             assert outputs[mode][name] == outputs["no xdist"][name], f"{mode}: {name} differs"
-        # Calls to one function from several threads of one test are stored in the
-        # order they were made, which the scheduler decides: same records, and the
-        # order is only fixed across tests (docs/reliability.md, "Limits").
-        shared = "load.shared.cassette"
-        assert sorted(_payloads(tmp_path, mode, shared)) == sorted(
-            _payloads(tmp_path, "no xdist", shared)
-        )
     total = sum(expected[k] for k in expected if not k.startswith("__"))
     with capsys.disabled():
         print(
             f"\nload: {expected['__calls__']} traced calls across {loadproject.TESTS} tests x "
             f"{loadproject.THREADS} threads: {total} records stored exactly, "
             f"{expected['__repeats__']} repeats counted not stored, 0 duplicates; "
-            f"{len(thread_confined)} thread-confined cassettes byte-identical across no xdist "
+            f"all {len(outputs['no xdist'])} cassettes byte-identical across no xdist "
             f"/ -n 0 / -n 2; times "
             + ", ".join(f"{mode} {seconds:.1f} s" for mode, seconds in times.items())
         )
 
-
-def _payloads(tmp_path: Path, mode: str, name: str) -> list[bytes]:
-    path = tmp_path / mode.replace(" ", "") / "cassettes" / name
-    return list(Cassette.open(path).payloads())

@@ -56,3 +56,42 @@ def test_eight_threads_two_thousand_distinct_calls_each(
     seen = [tuple(codec.decode(raw["args"])) for raw in cassette.records()]  # type: ignore[arg-type]
     assert len(seen) == THREADS * CALLS
     assert set(seen) == {(w, i) for w in range(THREADS) for i in range(CALLS)}
+
+
+def _record_interleaving(directory: Path, first: int) -> bytes:
+    """Two worker threads of one test call ``square``; ``first`` decides which goes first."""
+    session = RecordingSession(directory, durations=False).start()
+    try:
+        session.begin_test(0, "test_x.py::test_pool")
+        square(99, 1)  # the test's own thread: keeps its call order, before the workers
+        turns = [threading.Event(), threading.Event()]
+
+        def worker(number: int) -> None:
+            turns[number].wait()
+            for i in range(3):
+                square(number, i)
+            turns[1 - number].set()
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in (0, 1)]
+        for thread in threads:
+            thread.start()
+        turns[first].set()
+        for thread in threads:
+            thread.join()
+        session.end_test()
+    finally:
+        session.stop()
+    session.flush()
+    return cassette_path(directory, "test_trace_threads.square").read_bytes()
+
+
+def test_calls_from_other_threads_do_not_depend_on_the_interleaving(tmp_path: Path) -> None:
+    zero_first = _record_interleaving(tmp_path / "a", first=0)
+    one_first = _record_interleaving(tmp_path / "b", first=1)
+    assert zero_first == one_first
+    path = cassette_path(tmp_path / "a", "test_trace_threads.square")
+    records = list(Cassette.open(path).records())
+    assert records[0]["args"] == [99, 1], "the test thread's own call comes first"
+    worker_ids = [r["id"] for r in records[1:]]
+    assert worker_ids == sorted(worker_ids), "worker-thread calls sort by record id"
+    assert len(worker_ids) == 6
